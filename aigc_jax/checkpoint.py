@@ -1,0 +1,110 @@
+"""Orbax checkpoints of the train state, with the config that produced them.
+
+Saves are atomic (Orbax writes a temporary directory and renames it when complete), every
+process takes part, and a run restarted with the same command resumes from the latest step.
+Resuming with a config that changes what the arrays mean is refused before anything is written.
+"""
+
+import json
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from aigc_jax.errors import UserError
+
+# Config entries that must match to resume: they change the networks or their inputs.
+RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule")
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flat(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def incompatible_keys(saved: dict, current: dict) -> list[str]:
+  """Keys under RESUME_KEYS whose values differ between two config dicts."""
+  a, b = _flat(saved), _flat(current)
+  keys = {k for k in a.keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
+  return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+class Checkpoints:
+  """A CheckpointManager over `directory` holding items 'state' (numpy arrays) and 'config' (JSON)."""
+
+  def __init__(self, directory, *, keep: int = 3, read_only: bool = False):
+    self.directory = Path(directory).absolute()
+    self._manager = None
+    self._keep = keep
+    self._read_only = read_only
+
+  @property
+  def manager(self) -> ocp.CheckpointManager:
+    if self._manager is None:  # created lazily: creating it makes the directory.
+      options = ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=not self._read_only,
+                                             read_only=self._read_only, cleanup_tmp_directories=True)
+      self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "config"))
+    return self._manager
+
+  def latest_step(self) -> int | None:
+    if not self.directory.exists():
+      return None
+    return self.manager.latest_step()
+
+  def saved_config(self, step: int) -> dict:
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    except Exception as e:
+      raise self._unreadable(step, e) from None
+
+  def check_compatible(self, config: ml_collections.ConfigDict) -> int | None:
+    """Returns the step to resume from, or raises if the saved config conflicts with `config`."""
+    step = self.latest_step()
+    if step is None:
+      return None
+    bad = incompatible_keys(self.saved_config(step), config.to_dict())
+    if bad:
+      saved = _flat(self.saved_config(step))
+      now = _flat(config.to_dict())
+      diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in bad)
+      raise UserError(f"{self.directory} holds a checkpoint (step {step}) from an incompatible config ({diffs}); "
+                      "use a new --workdir or the original config")
+    return step
+
+  def restore(self, step: int, template):
+    """Restores the arrays saved at `step` into the structure of `template` (numpy leaves)."""
+    target = jax.tree.map(np.asarray, template)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    except Exception as e:
+      raise self._unreadable(step, e) from None
+    return jax.tree.map(np.asarray, restored["state"])
+
+  def save(self, step: int, host_state, config: ml_collections.ConfigDict, *, force: bool = False) -> bool:
+    saved = self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(host_state), config=ocp.args.JsonSave(json.loads(config.to_json()))),
+        force=force)
+    return saved
+
+  def wait(self):
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+
+  def close(self):
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+      self._manager = None
+
+  def _unreadable(self, step, e: Exception) -> UserError:
+    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    return UserError(f"checkpoint step {step} in {self.directory} is unreadable or incomplete ({reason}); "
+                     f"move {self.directory / str(step)} away to resume from an earlier step")

@@ -1,0 +1,44 @@
+"""tf.data input pipeline: shuffled, repeated, batched, prefetched, and resumable by step.
+
+The example order depends only on the seed, so resuming at step s skips s * batch examples of
+the same stream (before decoding, so the skip is cheap) and sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+import tensorflow as tf
+
+from aigc_jax.data.sources import Source
+
+
+def to_unit_range(images_uint8):
+  """uint8 [0, 255] -> float32 [-1, 1], the generator's tanh range."""
+  return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
+
+
+def batches(source: Source, data_config, *, batch_size: int, seed: int, start_step: int = 0):
+  """Yields numpy batches {'image': float32 [B, H, W, C] in [-1, 1], 'label': int32 [B]} forever.
+
+  `batch_size` is this process's share of the global batch.
+  """
+  res, channels = data_config.resolution, data_config.channels
+  buffer = max(1, min(data_config.shuffle_buffer, source.num_examples))
+  ds = source.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+  ds = ds.skip(start_step * batch_size)
+
+  if source.encoded:
+    def decode(ex):
+      image = tf.io.decode_image(ex["image"], channels=channels, expand_animations=False)
+      if data_config.resize:
+        image = tf.cast(tf.clip_by_value(tf.round(
+            tf.image.resize(image, (res, res), method="bilinear", antialias=True)), 0, 255), tf.uint8)
+      return {"image": tf.ensure_shape(image, (res, res, channels)), "label": ex["label"]}
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+  ds = ds.batch(batch_size, drop_remainder=True)
+  ds = ds.map(lambda b: {"image": to_unit_range(b["image"]), "label": b["label"]},
+              num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.prefetch(data_config.prefetch_batches)
+  options = tf.data.Options()
+  options.deterministic = True
+  ds = ds.with_options(options)
+  return ds.as_numpy_iterator()

@@ -1,0 +1,86 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for 32x32 and 64x64 images.
+
+Both networks are plain `flax.linen` modules. BatchNorm's cross-device axis is a field because
+it must name the pmap axis under `jax.pmap` (statistics over the global batch) and must be None
+under `jax.jit` with a sharded batch, where XLA already sees the global batch.
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+try:
+  from aigc_jax.models.layers import UpConv
+except ImportError:  # TEMP
+  def UpConv(features, impl, dtype, name):
+    return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME', use_bias=False, kernel_init=dcgan_init, dtype=dtype, name=name)
+
+SUPPORTED_RESOLUTIONS = (32, 64)
+dcgan_init = nn.initializers.normal(0.02)
+
+
+def _bn_scale_init(key, shape, dtype=jnp.float32):
+  """DCGAN initialises BatchNorm scales from N(1, 0.02)."""
+  return 1.0 + dcgan_init(key, shape, dtype)
+
+
+def _num_doublings(resolution: int) -> int:
+  if resolution not in SUPPORTED_RESOLUTIONS:
+    raise ValueError(f"DCGAN resolution {resolution} is not supported; use one of {SUPPORTED_RESOLUTIONS}")
+  return int(math.log2(resolution // 4))
+
+
+class Generator(nn.Module):
+  """z -> 4x4 feature map -> transposed-conv doublings -> tanh image in [-1, 1]."""
+
+  resolution: int = 32
+  channels: int = 3
+  features: int = 64
+  bn_axis_name: str | None = None
+  upconv_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = True):
+    n = _num_doublings(self.resolution)
+    width = self.features * 2 ** (n - 1)
+    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                                     scale_init=_bn_scale_init, dtype=self.dtype, name=name)
+    x = nn.Dense(4 * 4 * width, use_bias=False, kernel_init=dcgan_init, dtype=self.dtype, name="project")(z)
+    x = x.reshape(z.shape[0], 4, 4, width)
+    x = nn.relu(norm("bn0")(x))
+    for i in range(1, n):
+      width //= 2
+      x = UpConv(width, impl=self.upconv_impl, dtype=self.dtype, name=f"up{i}")(x)
+      x = nn.relu(norm(f"bn{i}")(x))
+    x = UpConv(self.channels, impl=self.upconv_impl, dtype=self.dtype, name=f"up{n}")(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Discriminator(nn.Module):
+  """Image -> stride-2 convolutions down to 4x4 -> one real/fake logit per image."""
+
+  resolution: int = 32
+  channels: int = 3
+  features: int = 64
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True, return_features: bool = False):
+    n = _num_doublings(self.resolution)
+    features = []
+    x = x.astype(self.dtype)
+    for i in range(n):
+      x = nn.Conv(self.features * 2**i, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                  kernel_init=dcgan_init, dtype=self.dtype, name=f"conv{i}")(x)
+      if i > 0:  # DCGAN: no normalisation on the first layer.
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                         scale_init=_bn_scale_init, dtype=self.dtype, name=f"bn{i}")(x)
+      x = nn.leaky_relu(x, 0.2)
+      features.append(x)
+    logits = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit")(x.reshape(x.shape[0], -1))
+    logits = logits[:, 0].astype(jnp.float32)
+    return (logits, features) if return_features else logits

@@ -1,0 +1,163 @@
+"""The training loop: data -> parallel pure step -> logs, sample grids and checkpoints.
+
+Everything a user can get wrong is checked before the work directory is touched. A run killed
+by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reached; starting
+the same command again resumes there and, on CPU, ends bit-identical to an uninterrupted run.
+"""
+
+import signal
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from aigc_jax import data, images, losses, models, parallel, steps, summary
+from aigc_jax.checkpoint import Checkpoints
+from aigc_jax.errors import UserError
+
+
+class Interrupted(Exception):
+  """Raised after a signal-triggered checkpoint; carries the conventional exit code."""
+
+  def __init__(self, step: int, signum: int):
+    super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; checkpoint saved, "
+                     "run the same command to resume")
+    self.exit_code = 128 + signum
+
+
+class _SignalFlag:
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.signum = None
+
+  def __enter__(self):
+    self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signum is not None:  # second Ctrl-C: stop now.
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for s, h in self._previous.items():
+      signal.signal(s, h)
+
+  def requested(self, step: int) -> bool:
+    if jax.process_count() > 1:  # all processes must stop at the same step to save together.
+      from jax.experimental import multihost_utils
+      return self.signum is not None or multihost_utils.reached_preemption_sync_point(step)
+    return self.signum is not None
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int):
+  """Config checks that need no data; raise UserError naming the value and what is accepted."""
+  t = config.train
+  if t.parallel not in parallel.MODES:
+    raise UserError(f"config.train.parallel='{t.parallel}' is not one of {parallel.MODES}")
+  if t.batch_size <= 0 or t.batch_size % num_devices:
+    raise UserError(f"config.train.batch_size={t.batch_size} is not a positive multiple of the {num_devices} "
+                    f"device(s); use a multiple of {num_devices}")
+  if t.batch_size % jax.process_count():
+    raise UserError(f"config.train.batch_size={t.batch_size} does not split over {jax.process_count()} processes")
+  if t.num_steps <= 0:
+    raise UserError(f"config.train.num_steps={t.num_steps} must be positive")
+  if t.loss not in losses.GENERATOR_LOSSES:
+    raise UserError(f"config.train.loss='{t.loss}' is not one of {losses.GENERATOR_LOSSES}")
+  if config.optim.schedule not in ("constant", "cosine", "linear"):
+    raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of constant, cosine, linear")
+  if config.model.upconv_impl not in ("auto", "xla", "fast"):
+    raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
+  for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+    if t[key] <= 0:
+      raise UserError(f"config.train.{key}={t[key]} must be positive")
+
+
+def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.GANState:
+  """The initial host-side state for `config` (deterministic in config.seed)."""
+  shape = (config.data.resolution, config.data.resolution, config.data.channels)
+  generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name)
+  g_tx = steps.make_optimizer(config.optim, config.optim.g_lr, config.train.num_steps)
+  d_tx = steps.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
+  state = jax.jit(steps.create_state, static_argnums=(1, 2, 3, 4), static_argnames=("z_dim", "image_shape"))(
+      jax.random.PRNGKey(config.seed), generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,
+      image_shape=shape)
+  return jax.device_get(state)
+
+
+def fixed_noise(config, n: int):
+  """The noise batch behind every logged sample grid, so grids are comparable across steps."""
+  return jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3), (n, config.model.z_dim))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.GANState:
+  """Trains until config.train.num_steps and returns the final host state."""
+  dp = parallel.DataParallel(config.train.parallel)
+  validate(config, dp.num_devices)
+  workdir = Path(workdir)
+  source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
+                     process_count=jax.process_count())
+  state = build_state(config, parallel.bn_axis_name(dp.mode))
+  ckpt = Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
+  start_step = ckpt.check_compatible(config) or 0
+  if start_step:
+    state = state.with_arrays(ckpt.restore(start_step, state.arrays))
+    print(f"resumed from step {start_step} in {ckpt.directory}", flush=True)
+
+  # Everything is valid: from here on the work directory is written.
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+  writer = summary.Writer(workdir / "tensorboard")
+  t = config.train
+  per_process_batch = t.batch_size // jax.process_count()
+  host_batches = data.batches(source, config.data, batch_size=per_process_batch, seed=config.seed,
+                              start_step=start_step)
+  device_batches = parallel.prefetch(host_batches, dp.put_batch)
+  train_step = dp.step(steps.train_step, loss=t.loss)
+  sample = jax.jit(steps.sample_step)
+  z_fixed = fixed_noise(config, t.num_sample_images)
+  progress = summary.Progress(start_step, t.num_steps)
+  dstate = dp.put_state(state)
+
+  def host_state():
+    return state.with_arrays(dp.get_state(dstate.arrays))
+
+  def write_samples(step, host):
+    grid = images.grid(images.to_uint8(sample(host, z_fixed)))
+    writer.image(step, "samples", grid)
+    if is_main:
+      images.save_png(workdir / "samples" / f"step_{step:07d}.png", grid, scale=max(1, 128 // grid.shape[0] + 1))
+
+  pending = []
+  step = start_step
+  with _SignalFlag() as stop:
+    while step < t.num_steps:
+      dstate, metrics = train_step(dstate, next(device_batches))
+      step += 1
+      pending.append(metrics)
+      last = step == t.num_steps
+      if step % t.log_every == 0 or last or stop.signum is not None:
+        values = {k: float(np.mean([dp.get_metrics(m)[k] for m in pending])) for k in pending[0]}
+        pending.clear()
+        if not all(np.isfinite(v) for v in values.values()):
+          raise FloatingPointError(f"non-finite metrics at step {step}: {values}; no checkpoint written for it")
+        if is_main:
+          print(progress.line(step, values), flush=True)
+        writer.scalars(step, values)
+      if step % t.sample_every == 0 or last:
+        write_samples(step, host_state())
+      interrupt = not last and stop.requested(step)
+      if step % t.checkpoint_every == 0 or last or interrupt:
+        ckpt.save(step, host_state().arrays, config, force=True)
+      if interrupt:
+        ckpt.close()
+        writer.close()
+        raise Interrupted(step, stop.signum or signal.SIGTERM)
+  final = host_state()
+  ckpt.close()
+  writer.close()
+  return final

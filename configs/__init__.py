@@ -1,0 +1,1 @@
+"""Config files: `get_config(preset)` functions read by main.py --config."""

@@ -1,0 +1,53 @@
+"""DCGAN presets: `--config configs/dcgan.py:PRESET`, any value overridable as --config.a.b=v.
+
+cifar10 (default)  CIFAR-10 32x32 RGB through TFDS (downloads on first use).
+mnist              MNIST through TFDS, resized to 32x32 grey.
+seed64             the original setting: z=100, 64x64 RGB (CIFAR-10 upsampled; set data.name for
+                   e.g. imagenet_resized/64x64).
+digits             scikit-learn's embedded 8x8 digits resized to 32x32: trains offline in minutes.
+files              your own images: --config.data.path=DIR (images, class subfolders optional),
+                   an .npz with 'images' [N,H,W(,C)] uint8, or IDX files such as MNIST's.
+smoke              a few tiny steps on the digits, for tests and quick checks.
+"""
+
+from configs.default import get_config as default_config
+
+PRESETS = ("cifar10", "mnist", "seed64", "digits", "files", "smoke")
+
+
+def get_config(preset: str = "cifar10"):
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset '{preset}' for configs/dcgan.py; use one of {', '.join(PRESETS)}")
+  config = default_config()
+  if preset == "mnist":
+    config.data.name = "mnist"
+    config.data.channels = 1
+    config.train.num_steps = 20_000
+  elif preset == "seed64":
+    config.data.resolution = 64
+    config.train.num_steps = 50_000
+  elif preset in ("digits", "smoke"):
+    config.data.source = "digits"
+    config.data.channels = 1
+    config.model.g_features = 32
+    config.model.d_features = 32
+    config.train.batch_size = 64
+    config.train.num_steps = 3_000
+    config.train.log_every = 100
+    config.train.sample_every = 500
+    config.train.checkpoint_every = 1_000
+    if preset == "smoke":
+      config.model.g_features = 8
+      config.model.d_features = 8
+      config.train.batch_size = 16
+      config.train.num_steps = 6
+      config.train.log_every = 2
+      config.train.sample_every = 3
+      config.train.checkpoint_every = 3
+      config.train.num_sample_images = 16
+  elif preset == "files":
+    config.data.source = "files"
+    config.data.channels = 1
+    config.train.batch_size = 64
+    config.train.num_steps = 10_000
+  return config

@@ -1,0 +1,48 @@
+"""Defaults every preset patches: DCGAN on CIFAR-10 at 32x32, Adam(2e-4, b1=0.5)."""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "dcgan"
+  config.model.z_dim = 100
+  config.model.g_features = 64
+  config.model.d_features = 64
+  config.model.upconv_impl = "auto"  # transposed-conv formulation: auto (fast on CPU), xla, fast
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "tfds"  # tfds | digits | files
+  config.data.name = "cifar10"  # TFDS name
+  config.data.split = "train"
+  config.data.data_dir = ""  # TFDS data dir; empty: $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.path = ""  # files source: a folder of images, an .npz, or IDX files
+  config.data.resolution = 32
+  config.data.channels = 3
+  config.data.resize = True  # resize images of another size to resolution x resolution
+  config.data.shuffle_buffer = 20_000
+  config.data.prefetch_batches = 4
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128  # global, over all devices and processes
+  config.train.num_steps = 50_000
+  config.train.parallel = "pmap"  # pmap | jit (NamedSharding data-parallel mesh)
+  config.train.loss = "non_saturating"  # non_saturating | minimax
+  config.train.log_every = 100
+  config.train.sample_every = 1_000
+  config.train.checkpoint_every = 2_000
+  config.train.keep_checkpoints = 3
+  config.train.num_sample_images = 64
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.g_lr = 2e-4
+  config.optim.d_lr = 2e-4
+  config.optim.b1 = 0.5
+  config.optim.b2 = 0.999
+  config.optim.schedule = "constant"  # constant | cosine | linear (with warmup_steps)
+  config.optim.warmup_steps = 0
+  config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables
+  return config

@@ -1,0 +1,57 @@
+"""aigc-jax entry point.
+
+  python main.py --config configs/dcgan.py:digits --workdir runs/digits
+  python main.py --mode=sample --config configs/dcgan.py:digits --workdir runs/digits \
+      --num_samples 10000 --output samples.npz
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "train", ["train", "sample"], "What to do with the config and workdir.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
+flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
+flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs.")
+flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
+                                lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from aigc_jax.errors import UserError
+  from aigc_jax import sample, train
+
+  logging.set_verbosity(logging.WARNING)
+  config = FLAGS.config
+  try:
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(config, FLAGS.workdir)
+    else:
+      path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
+      print(f"wrote {FLAGS.num_samples} samples to {path}")
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except train.Interrupted as e:
+    print(str(e), file=sys.stderr)
+    return e.exit_code
+  return 0
+
+
+def run():
+  try:
+    app.run(main)
+  except (ValueError, TypeError) as e:  # raised while loading --config: unknown preset, bad override.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  run()

@@ -101,52 +101,54 @@ def generate(state: GANState, z, train: bool):
   return state.generator.apply(variables, z, train=False), state.g_stats
 
 
-def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_name=None):
-  """One discriminator update then one generator update. Pure: same inputs, same outputs."""
-  rng = jax.random.fold_in(state.rng, state.step)
-  d_rng, g_rng = jax.random.split(rng)
-  real = batch["image"]
-  n = real.shape[0]
+def discriminator_step(state: GANState, real, rng, axis_name=None):
+  """Updates D (and its BatchNorm statistics) on a real batch and a batch from the current G."""
   d = state.discriminator
-
-  fake, _ = generate(state, noise(d_rng, n, state.z_dim, axis_name), train=True)
+  fake, _ = generate(state, noise(rng, real.shape[0], state.z_dim, axis_name), train=True)
   fake = jax.lax.stop_gradient(fake)
 
-  def d_loss_fn(d_params):
+  def loss_fn(d_params):
     real_logits, upd = d.apply({"params": d_params, "batch_stats": state.d_stats}, real, mutable=["batch_stats"])
     fake_logits, upd = d.apply({"params": d_params, "batch_stats": upd["batch_stats"]}, fake,
                                mutable=["batch_stats"])
     return losses.discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, upd["batch_stats"])
 
-  (d_loss, (real_logits, fake_logits, d_stats)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-      state.d_params)
-  d_grads = _mean(d_grads, axis_name)
-  d_updates, d_opt = state.d_tx.update(d_grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+  (loss, (real_logits, fake_logits, d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  grads = _mean(grads, axis_name)
+  updates, d_opt = state.d_tx.update(grads, state.d_opt, state.d_params)
+  metrics = _mean({"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}, axis_name)
+  metrics["d_grad_norm"] = optax.global_norm(grads)
+  return state.replace(d_params=optax.apply_updates(state.d_params, updates), d_stats=d_stats, d_opt=d_opt), metrics
 
-  z = noise(g_rng, n, state.z_dim, axis_name)
 
-  def g_loss_fn(g_params):
+def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_saturating", axis_name=None):
+  """Updates G (and its BatchNorm statistics) against the current D, which stays fixed."""
+  d = state.discriminator
+  z = noise(rng, batch_size, state.z_dim, axis_name)
+
+  def loss_fn(g_params):
     images, upd = state.generator.apply({"params": g_params, "batch_stats": state.g_stats}, z, train=True,
                                         mutable=["batch_stats"])
-    # D stays in train mode (batch statistics) as in the D step; its statistic updates are dropped.
-    logits, _ = d.apply({"params": d_params, "batch_stats": d_stats}, images, mutable=["batch_stats"])
+    # D scores with batch statistics, as in its own step; the statistics it would update are dropped.
+    logits, _ = d.apply({"params": state.d_params, "batch_stats": state.d_stats}, images, mutable=["batch_stats"])
     return losses.generator_loss(logits, loss), upd["batch_stats"]
 
-  (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
-  g_grads = _mean(g_grads, axis_name)
-  g_updates, g_opt = state.g_tx.update(g_grads, state.g_opt, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
+  (g_loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  grads = _mean(grads, axis_name)
+  updates, g_opt = state.g_tx.update(grads, state.g_opt, state.g_params)
+  metrics = {"g_loss": _mean(g_loss, axis_name), "g_grad_norm": optax.global_norm(grads)}
+  return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=g_stats, g_opt=g_opt), metrics
 
-  metrics = _mean({
-      "d_loss": d_loss, "g_loss": g_loss,
-      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)), "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-  }, axis_name)
-  metrics["d_grad_norm"] = optax.global_norm(d_grads)
-  metrics["g_grad_norm"] = optax.global_norm(g_grads)
-  new_state = state.replace(step=state.step + 1, g_params=g_params, g_stats=g_stats, d_params=d_params,
-                            d_stats=d_stats, g_opt=g_opt, d_opt=d_opt)
-  return new_state, metrics
+
+def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_name=None):
+  """One discriminator update, then one generator update against the updated discriminator."""
+  rng = jax.random.fold_in(state.rng, state.step)
+  d_rng, g_rng = jax.random.split(rng)
+  state, d_metrics = discriminator_step(state, batch["image"], d_rng, axis_name)
+  state, g_metrics = generator_step(state, batch["image"].shape[0], g_rng, loss, axis_name)
+  metrics = {k: v for m in (d_metrics, g_metrics) for k, v in m.items()}
+  return state.replace(step=state.step + 1), metrics
 
 
 def sample_step(state: GANState, z):

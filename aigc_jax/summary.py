@@ -6,6 +6,9 @@ import jax
 import numpy as np
 
 
+FIRST = ("d_loss", "g_loss", "d_real", "d_fake")
+
+
 class Progress:
   """Formats 'step N/T | losses | steps/s | ETA' from wall-clock time between log calls."""
 
@@ -18,7 +21,8 @@ class Progress:
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
     eta = (self.num_steps - step) / rate if rate > 0 else float("inf")
-    values = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    order = sorted(metrics, key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k))
+    values = " ".join(f"{k} {metrics[k]:.4f}" for k in order)
     return f"step {step}/{self.num_steps} | {values} | {rate:.2f} steps/s | ETA {_duration(eta)}"
 
 

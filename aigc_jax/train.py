@@ -141,7 +141,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
       pending.append(metrics)
       last = step == t.num_steps
       if step % t.log_every == 0 or last or stop.signum is not None:
-        values = {k: float(np.mean([dp.get_metrics(m)[k] for m in pending])) for k in pending[0]}
+        fetched = [dp.get_metrics(m) for m in pending]
+        values = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
         pending.clear()
         if not all(np.isfinite(v) for v in values.values()):
           raise FloatingPointError(f"non-finite metrics at step {step}: {values}; no checkpoint written for it")

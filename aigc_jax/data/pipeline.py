@@ -21,7 +21,7 @@ def batches(source: Source, data_config, *, batch_size: int, seed: int, start_st
   `batch_size` is this process's share of the global batch.
   """
   res, channels = data_config.resolution, data_config.channels
-  buffer = max(1, min(data_config.shuffle_buffer, source.num_examples))
+  buffer = max(1, min(data_config.shuffle_buffer, source.num_examples or data_config.shuffle_buffer))
   ds = source.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
   ds = ds.skip(start_step * batch_size)
 

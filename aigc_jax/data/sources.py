@@ -26,7 +26,7 @@ class Source:
   """A dataset of examples plus what the pipeline needs to know about it."""
 
   dataset: tf.data.Dataset
-  num_examples: int
+  num_examples: int | None  # this process's share; None when TFDS does not know it
   num_classes: int | None
   encoded: bool  # images are still PNG/JPEG bytes (TFDS), decoded after any resume skip.
 
@@ -65,7 +65,8 @@ def _tfds_source(cfg, seed, process_index, process_count) -> Source:
       raise UserError(f"TFDS dataset '{cfg.name}' is not in {data_dir} and could not be downloaded "
                       f"({type(e).__name__}); prepare it there on a machine with network, set "
                       f"--config.data.data_dir, or train offline with {OFFLINE_PRESETS}") from None
-  if cfg.split not in builder.info.splits:
+  known_splits = builder.info.splits  # empty only when TFDS has no metadata (tfds.testing.mock_data)
+  if known_splits and cfg.split not in known_splits:
     raise UserError(f"TFDS dataset '{cfg.name}' has no split '{cfg.split}'; available: {sorted(builder.info.splits)}")
   if "image" not in builder.info.features:
     raise UserError(f"TFDS dataset '{cfg.name}' has no 'image' feature; features: {list(builder.info.features)}")
@@ -77,7 +78,8 @@ def _tfds_source(cfg, seed, process_index, process_count) -> Source:
   ds = ds.map(lambda ex: {"image": ex["image"],
                           "label": tf.cast(ex["label"], tf.int32) if has_label else tf.constant(-1, tf.int32)})
   num_classes = builder.info.features["label"].num_classes if has_label else None
-  return Source(ds, builder.info.splits[split].num_examples, num_classes, encoded=True)
+  num_examples = known_splits[split].num_examples if known_splits else None
+  return Source(ds, num_examples, num_classes, encoded=True)
 
 
 def digits_arrays():

@@ -1,0 +1,26 @@
+"""Small shared pieces for the tests."""
+
+import jax
+import numpy as np
+
+from configs import dcgan
+
+
+def smoke_config(**overrides):
+  """The smoke preset with dotted overrides, e.g. smoke_config(**{'train.num_steps': 4})."""
+  config = dcgan.get_config("smoke")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def assert_trees_equal(a, b, rtol=0.0, atol=0.0):
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  assert ta == tb
+  for x, y in zip(la, lb):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

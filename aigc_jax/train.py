@@ -99,9 +99,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   workdir = Path(workdir)
   source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
                      process_count=jax.process_count())
-  state = build_state(config, parallel.bn_axis_name(dp.mode))
   ckpt = Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
   start_step = ckpt.check_compatible(config) or 0
+  state = build_state(config, parallel.bn_axis_name(dp.mode))
   if start_step:
     state = state.with_arrays(ckpt.restore(start_step, state.arrays))
     print(f"resumed from step {start_step} in {ckpt.directory}", flush=True)

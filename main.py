@@ -45,13 +45,24 @@ def main(argv):
   return 0
 
 
-def run():
+def parse_flags(argv):
+  """absl's flag parsing, with errors (unknown preset, bad override) as one line and exit code 2."""
   try:
-    app.run(main)
-  except (ValueError, TypeError) as e:  # raised while loading --config: unknown preset, bad override.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    argv = FLAGS(argv)
+    FLAGS.config.to_dict()  # a config that failed to load raises here, not mid-run.
+    return argv
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    # A config file that raised: its exception is the last line of the embedded traceback.
+    reason = lines[-1].split(": ", 1)[-1] if any("Traceback" in line for line in lines) else " ".join(lines)
+  except (AttributeError, KeyError) as e:
+    bad = [a for a in argv if a.startswith("--config.")]
+    reason = f"unknown config key {e} in {' '.join(bad)}"
+  except OSError:
+    reason = f"cannot load config file {FLAGS['config'].config_filename!r}; use e.g. configs/dcgan.py:digits"
+  print(f"error: {reason}", file=sys.stderr)
+  sys.exit(2)
 
 
 if __name__ == "__main__":
-  run()
+  app.run(main, flags_parser=parse_flags)

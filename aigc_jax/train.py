@@ -81,9 +81,11 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.G
   generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name)
   g_tx = steps.make_optimizer(config.optim, config.optim.g_lr, config.train.num_steps)
   d_tx = steps.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
-  state = jax.jit(steps.create_state, static_argnums=(1, 2, 3, 4), static_argnames=("z_dim", "image_shape"))(
-      jax.random.PRNGKey(config.seed), generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,
-      image_shape=shape)
+  # Partitionable threefry is for sharded randomness; the host-side init compiles ~5x faster without it.
+  with jax.threefry_partitionable(False):
+    state = jax.jit(steps.create_state, static_argnums=(1, 2, 3, 4), static_argnames=("z_dim", "image_shape"))(
+        jax.random.PRNGKey(config.seed), generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,
+        image_shape=shape)
   return jax.device_get(state)
 
 
@@ -94,8 +96,8 @@ def fixed_noise(config, n: int):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.GANState:
   """Trains until config.train.num_steps and returns the final host state."""
+  validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
-  validate(config, dp.num_devices)
   workdir = Path(workdir)
   source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
                      process_count=jax.process_count())

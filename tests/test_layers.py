@@ -4,215 +4,216 @@ XLA:CPU compiles slowly, so each case builds one jitted function that runs the
 reference and every fast variant, on NumPy data.
 """
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from flax.linen.dtypes import promote_dtype
 
 from aigc_jax.models import layers
 from aigc_jax.models.layers import UpConv
 
 TOL = dict(rtol=1e-5, atol=1e-5)
-KERNEL_GRAD_FORMS = {'matmuls': 1, 'conv': 1 << 30}
 
 
 def reference(features, use_bias=False, **kw):
-    return nn.ConvTranspose(
-        features,
-        kernel_size=kw.pop('kernel_size', (4, 4)),
-        strides=kw.pop('strides', (2, 2)),
-        padding='SAME',
-        use_bias=use_bias,
-        kernel_init=nn.initializers.normal(0.02),
-        **kw,
-    )
+  return nn.ConvTranspose(
+    features,
+    kernel_size=kw.pop("kernel_size", (4, 4)),
+    strides=kw.pop("strides", (2, 2)),
+    padding="SAME",
+    use_bias=use_bias,
+    kernel_init=nn.initializers.normal(0.02),
+    **kw,
+  )
 
 
-@contextlib.contextmanager
-def kernel_grad_form(name):
-    """Forces one kernel-gradient formulation while a function is traced."""
-    old = layers._MATMUL_MIN_FEATURES
-    layers._MATMUL_MIN_FEATURES = KERNEL_GRAD_FORMS[name]
-    try:
-        yield
-    finally:
-        layers._MATMUL_MIN_FEATURES = old
+def functional(kernel_grad):
+  """UpConv's computation with the kernel-gradient formulation forced."""
+
+  def apply(variables, x):
+    p = variables["params"]
+    x, kernel, bias = promote_dtype(x, p["kernel"], p.get("bias"))
+    y = layers.upconv(x, kernel, impl="fast", kernel_grad=kernel_grad)
+    return y if bias is None else y + bias
+
+  return apply
 
 
 def random_case(shape, features, use_bias, dtype=np.float32, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    params = {'kernel': 0.1 * rng.standard_normal((4, 4, shape[-1], features))}
-    if use_bias:
-        params['bias'] = rng.standard_normal(features)
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    cot = rng.standard_normal(shape[:-3] + (2 * shape[-3], 2 * shape[-2], features))
-    return jnp.asarray(x), params, jnp.asarray(cot, jnp.float32)
+  rng = np.random.default_rng(seed)
+  x = rng.standard_normal(shape).astype(dtype)
+  params = {"kernel": 0.1 * rng.standard_normal((4, 4, shape[-1], features))}
+  if use_bias:
+    params["bias"] = rng.standard_normal(features)
+  params = {k: jnp.asarray(v, dtype) for k, v in params.items()}
+  cot = rng.standard_normal(shape[:-3] + (2 * shape[-3], 2 * shape[-2], features))
+  return jnp.asarray(x), params, jnp.asarray(cot, jnp.float32)
 
 
-def value_and_vjp(module, params, x, cot):
-    y, vjp = jax.vjp(lambda p, x: module.apply({'params': p}, x), params, x)
-    return (y,) + vjp(cot.astype(y.dtype))
+def value_and_vjp(apply, params, x, cot):
+  """Output and (param, input) cotangents of ``apply``, a Module or function."""
+  apply = getattr(apply, "apply", apply)
+  y, vjp = jax.vjp(lambda p, x: apply({"params": p}, x), params, x)
+  return (y,) + vjp(cot.astype(y.dtype))
 
 
 def assert_trees_close(got, want, **tol):
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(
-            np.asarray(a, np.float32), np.asarray(b, np.float32), **tol
-        ),
-        got,
-        want,
-    )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(
+      np.asarray(a, np.float32), np.asarray(b, np.float32), **tol
+    ),
+    got,
+    want,
+  )
 
 
 def check_against_reference(shape, features, use_bias=False, dtype=np.float32, tol=TOL):
-    x, params, cot = random_case(shape, features, use_bias, dtype)
+  x, params, cot = random_case(shape, features, use_bias, dtype)
 
-    @jax.jit
-    def run(params, x, cot):
-        want = value_and_vjp(reference(features, use_bias), params, x, cot)
-        got = {}
-        for form in KERNEL_GRAD_FORMS:
-            with kernel_grad_form(form):
-                got[form] = value_and_vjp(
-                    UpConv(features, use_bias=use_bias, impl='fast'), params, x, cot
-                )
-        got['default'] = value_and_vjp(UpConv(features, use_bias=use_bias), params, x, cot)
-        return want, got
+  @jax.jit
+  def run(params, x, cot):
+    want = value_and_vjp(reference(features, use_bias), params, x, cot)
+    candidates = {form: functional(form) for form in layers.KERNEL_GRADS}
+    candidates["module"] = UpConv(features, use_bias=use_bias, impl="fast")
+    got = {name: value_and_vjp(f, params, x, cot) for name, f in candidates.items()}
+    return want, got
 
-    want, got = run(params, x, cot)
-    assert want[0].shape == shape[:-3] + (2 * shape[-3], 2 * shape[-2], features)
-    for form, result in got.items():
-        assert jax.tree.map(lambda a: a.dtype, result) == jax.tree.map(lambda a: a.dtype, want), form
-        assert_trees_close(result, want, **tol)
+  want, got = run(params, x, cot)
+  assert want[0].shape == shape[:-3] + (2 * shape[-3], 2 * shape[-2], features)
+  dtypes = lambda tree: jax.tree.map(lambda a: a.dtype, tree)
+  for name, result in got.items():
+    assert dtypes(result) == dtypes(want), name
+    assert_trees_close(result, want, **tol)
 
 
 @pytest.mark.parametrize(
-    'shape, features',
-    [
-        ((2, 1, 1, 3), 5),  # 1x1 -> 2x2
-        ((3, 4, 4, 8), 16),  # 4x4 -> 8x8
-        ((2, 16, 16, 6), 3),  # 16x16 -> 32x32
-        ((1, 5, 7, 4), 6),  # odd, non-square
-        ((4, 3, 2, 7), 2),
-        ((2, 6, 6, 32), 40),
-    ],
+  "shape, features",
+  [
+    ((2, 1, 1, 3), 5),  # 1x1 -> 2x2
+    ((3, 4, 4, 8), 16),  # 4x4 -> 8x8
+    ((2, 16, 16, 6), 3),  # 16x16 -> 32x32
+    ((1, 5, 7, 4), 6),  # odd, non-square
+    ((4, 3, 2, 7), 2),
+    ((2, 6, 6, 32), 40),
+  ],
 )
 def test_matches_conv_transpose(shape, features):
-    check_against_reference(shape, features)
+  check_against_reference(shape, features)
 
 
-@pytest.mark.parametrize('shape, features', [((2, 4, 4, 8), 16), ((3, 5, 3, 4), 3)])
+@pytest.mark.parametrize("shape, features", [((2, 4, 4, 8), 16), ((3, 5, 3, 4), 3)])
 def test_matches_conv_transpose_with_bias(shape, features):
-    check_against_reference(shape, features, use_bias=True)
+  check_against_reference(shape, features, use_bias=True)
 
 
-def test_default_threshold_both_sides():
-    check_against_reference((2, 4, 4, 8), layers._MATMUL_MIN_FEATURES)
-    check_against_reference((2, 4, 4, 8), layers._MATMUL_MIN_FEATURES - 1)
-
-
-def test_bfloat16_inputs():
-    check_against_reference(
-        (2, 8, 8, 16), 8, dtype=jnp.bfloat16, tol=dict(rtol=2e-2, atol=2e-2)
-    )
+@pytest.mark.parametrize("features", [8, 40])
+def test_bfloat16_inputs_and_params(features):
+  check_against_reference(
+    (2, 8, 8, 16), features, dtype=jnp.bfloat16, tol=dict(rtol=2e-2, atol=2e-2)
+  )
 
 
 def test_bfloat16_compute_dtype_keeps_float32_params():
-    x, params, cot = random_case((2, 4, 4, 8), 16, use_bias=True)
+  x, params, cot = random_case((2, 4, 4, 8), 16, use_bias=True)
 
-    @jax.jit
-    def run(params, x, cot):
-        return [
-            value_and_vjp(m(16, use_bias=True, dtype=jnp.bfloat16), params, x, cot)
-            for m in (reference, UpConv)
-        ]
+  @jax.jit
+  def run(params, x, cot):
+    return [
+      value_and_vjp(m(16, use_bias=True, dtype=jnp.bfloat16), params, x, cot)
+      for m in (reference, UpConv)
+    ]
 
-    want, got = run(params, x, cot)
-    assert got[0].dtype == jnp.bfloat16
-    assert got[1]['kernel'].dtype == jnp.float32
-    np.testing.assert_array_equal(np.asarray(got[0], np.float32), np.asarray(want[0], np.float32))
-    assert_trees_close(got[1:], want[1:], rtol=2e-2, atol=2e-2)
+  want, got = run(params, x, cot)
+  assert got[0].dtype == jnp.bfloat16
+  assert got[1]["kernel"].dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(got[0], np.float32), np.asarray(want[0], np.float32))
+  assert_trees_close(got[1:], want[1:], rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize('use_bias', [False, True])
-def test_param_tree_identical(use_bias):
-    x = jnp.ones((1, 4, 4, 8))
-    key = jax.random.key(3)
-    init = jax.jit(lambda key, x: (reference(16, use_bias).init(key, x), UpConv(16, use_bias=use_bias).init(key, x)))
-    want, got = init(key, x)
+def test_param_tree_identical():
+  """Same names, shapes and, given the same key, the same initial values."""
+  x = jnp.ones((1, 4, 4, 8))
+  key = jax.random.key(3, impl="rbg")  # threefry takes seconds to compile on CPU
+  avals = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+  for use_bias in (False, True):
+    modules = (reference(16, use_bias), UpConv(16, use_bias=use_bias))
+    want, got = (jax.eval_shape(m.init, key, x) for m in modules)
     assert jax.tree.structure(got) == jax.tree.structure(want)
-    assert jax.tree.map(jnp.shape, got) == jax.tree.map(jnp.shape, want)
-    assert_trees_close(got, want, rtol=0, atol=0)
-    assert got['params']['kernel'].shape == (4, 4, 8, 16)
+    assert avals(got) == avals(want)
+    assert got["params"]["kernel"].shape == (4, 4, 8, 16)
+    assert ("bias" in got["params"]) == use_bias
+  want, got = jax.jit(lambda key: [m.init(key, x) for m in modules])(key)
+  assert_trees_close(got, want, rtol=0, atol=0)
 
 
 def test_auto_selects_fast_on_cpu():
-    assert jax.default_backend() == 'cpu'
-    assert layers.resolve_impl('auto') == 'fast'
-    assert layers.resolve_impl('fast') == 'fast'
-    assert layers.resolve_impl('xla') == 'xla'
-    x, params, _ = random_case((1, 2, 2, 3), 4, use_bias=False)
-    jaxpr = lambda impl: str(jax.make_jaxpr(UpConv(4, impl=impl).apply)({'params': params}, x))
-    assert 'custom_jvp_call' in jaxpr('auto')
-    assert 'custom_jvp_call' not in jaxpr('xla')
+  assert jax.default_backend() == "cpu"
+  assert layers.resolve_impl("auto") == "fast"
+  assert layers.resolve_impl("fast") == "fast"
+  assert layers.resolve_impl("xla") == "xla"
+  x, params, _ = random_case((1, 2, 2, 3), 4, use_bias=False)
+  jaxpr = lambda impl: str(jax.make_jaxpr(UpConv(4, impl=impl).apply)({"params": params}, x))
+  assert "custom_jvp_call" in jaxpr("auto")
+  assert "custom_jvp_call" not in jaxpr("xla")
 
 
-def test_rejects_unknown_impl():
-    with pytest.raises(ValueError, match='impl'):
-        jax.eval_shape(UpConv(4, impl='cuda').init, jax.random.key(0), jnp.ones((1, 2, 2, 3)))
+def test_rejects_unknown_options():
+  with pytest.raises(ValueError, match="impl"):
+    jax.eval_shape(UpConv(4, impl="cuda").init, jax.random.key(0), jnp.ones((1, 2, 2, 3)))
+  with pytest.raises(ValueError, match="kernel_grad"):
+    layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), kernel_grad="fft")
 
 
 @pytest.mark.parametrize(
-    'kernel_size, strides', [((3, 3), (1, 1)), ((3, 3), (2, 2)), ((4, 4), (1, 1))]
+  "kernel_size, strides", [((3, 3), (1, 1)), ((3, 3), (2, 2)), ((4, 4), (1, 1))]
 )
 def test_other_settings_fall_back_to_xla(kernel_size, strides):
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((2, 5, 5, 3)), jnp.float32)
-    params = {'kernel': jnp.asarray(rng.standard_normal(kernel_size + (3, 4)), jnp.float32)}
-    modules = [m(4, kernel_size=kernel_size, strides=strides) for m in (reference, UpConv)]
-    want, got = jax.jit(lambda p, x: [m.apply({'params': p}, x) for m in modules])(params, x)
-    np.testing.assert_array_equal(got, want)
-    fast = UpConv(4, kernel_size=kernel_size, strides=strides, impl='fast')
-    assert 'custom_jvp_call' not in str(jax.make_jaxpr(fast.apply)({'params': params}, x))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 5, 5, 3)), jnp.float32)
+  params = {"kernel": jnp.asarray(rng.standard_normal(kernel_size + (3, 4)), jnp.float32)}
+  modules = [m(4, kernel_size=kernel_size, strides=strides) for m in (reference, UpConv)]
+  want, got = jax.jit(lambda p, x: [m.apply({"params": p}, x) for m in modules])(params, x)
+  np.testing.assert_array_equal(got, want)
+  fast = UpConv(4, kernel_size=kernel_size, strides=strides, impl="fast")
+  assert "custom_jvp_call" not in str(jax.make_jaxpr(fast.apply)({"params": params}, x))
 
 
-@pytest.mark.parametrize('shape', [(4, 4, 3), (2, 3, 4, 4, 3)])
+@pytest.mark.parametrize("shape", [(4, 4, 3), (2, 3, 4, 4, 3)])
 def test_batch_dims_like_conv_transpose(shape):
-    x, params, cot = random_case(shape, 5, use_bias=True)
-    run = jax.jit(lambda p, x, c: [value_and_vjp(m(5, use_bias=True), p, x, c) for m in (reference, UpConv)])
-    want, got = run(params, x, cot)
-    assert_trees_close(got, want, **TOL)
+  x, params, cot = random_case(shape, 5, use_bias=True)
+  modules = [m(5, use_bias=True) for m in (reference, UpConv)]
+  run = jax.jit(lambda p, x, c: [value_and_vjp(m, p, x, c) for m in modules])
+  want, got = run(params, x, cot)
+  assert_trees_close(got, want, **TOL)
 
 
 def test_jvp_and_second_order():
-    x, params, _ = random_case((2, 3, 3, 4), 5, use_bias=False)
-    k = params['kernel']
-    tangents = (jnp.ones_like(x), jnp.ones_like(k))
-    f_ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), 'SAME')
-    f_fast = lambda x, k: layers.upconv(x, k, impl='fast')
+  x, params, _ = random_case((2, 3, 3, 4), 5, use_bias=False)
+  k = params["kernel"]
+  tangents = (jnp.ones_like(x), jnp.ones_like(k))
+  f_ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME")
+  f_fast = lambda x, k: layers.upconv(x, k, impl="fast")
 
-    def grad_norm(f):
-        return jax.grad(lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, k) ** 2))(x) ** 2))
+  def grad_norm(f):
+    return jax.grad(lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, k) ** 2))(x) ** 2))
 
-    @jax.jit
-    def run(x, k):
-        return [(jax.jvp(f, (x, k), tangents)[1], grad_norm(f)(k)) for f in (f_ref, f_fast)]
+  @jax.jit
+  def run(x, k):
+    return [(jax.jvp(f, (x, k), tangents)[1], grad_norm(f)(k)) for f in (f_ref, f_fast)]
 
-    want, got = run(x, k)
-    assert_trees_close(got, want, **TOL)
+  want, got = run(x, k)
+  assert_trees_close(got, want, **TOL)
 
 
 def test_pmap():
-    n = jax.local_device_count()
-    x, params, _ = random_case((n, 2, 4, 4, 3), 6, use_bias=True)
+  n = jax.local_device_count()
+  x, params, _ = random_case((n, 2, 4, 4, 3), 6, use_bias=True)
 
-    def grads(module):
-        return jax.grad(lambda p, x: jnp.sum(module.apply({'params': p}, x) ** 2))
+  def grads(module):
+    return jax.grad(lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2))
 
-    got = jax.pmap(grads(UpConv(6, use_bias=True)), in_axes=(None, 0))(params, x)
-    want = jax.jit(jax.vmap(grads(reference(6, use_bias=True)), in_axes=(None, 0)))(params, x)
-    assert_trees_close(got, want, **TOL)
+  got = jax.pmap(grads(UpConv(6, use_bias=True)), in_axes=(None, 0))(params, x)
+  want = jax.jit(jax.vmap(grads(reference(6, use_bias=True)), in_axes=(None, 0)))(params, x)
+  assert_trees_close(got, want, **TOL)

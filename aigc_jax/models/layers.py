@@ -22,16 +22,17 @@ from flax.linen.dtypes import promote_dtype
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-IMPLS = ('auto', 'fast', 'xla')
+IMPLS = ("auto", "fast", "xla")
+KERNEL_GRADS = ("matmul", "conv")
 
-# Below this many output features the 16 per-tap matmuls are too thin to use
-# both cores, and one stride-1 3x3 convolution over 4*features channels wins.
+# Below this many output features the per-tap matmuls are too thin to keep the
+# cores busy and one stride-1 convolution over 4 * features channels wins.
 _MATMUL_MIN_FEATURES = 32
 
 
 def _conv_transpose(x, kernel, strides, precision):
   """Exactly what ``nn.ConvTranspose(padding='SAME')`` computes."""
-  return lax.conv_transpose(x, kernel, strides, 'SAME', precision=precision)
+  return lax.conv_transpose(x, kernel, strides, "SAME", precision=precision)
 
 
 def _interleave(y):
@@ -44,38 +45,42 @@ def _interleave(y):
 # convolution is, per output phase (a, b) in {0, 1}^2,
 #   y[:, 2m + a, 2l + b] = sum_{dy, dx in {0, 1}}
 #       xp[:, m + a + dy, l + b + dx] @ kernel[2 dy + a, 2 dx + b].
-# The functions below are that identity, linear in the kernel; their transposes
-# (the kernel gradient) are plain matmuls or a stride-1 convolution.
+# The two functions below are that identity, linear in the kernel, written so
+# that their transposes (the kernel gradient) are plain matmuls or a stride-1
+# convolution, both of which XLA:CPU runs fast.
 
 
 def _phase_matmuls(x, kernel, precision):
-  """Sixteen (pixels x in) @ (in x out) matmuls, one per kernel tap."""
+  """Sixteen (pixels x in) @ (in x out) matmuls, one per kernel tap.
+
+  Runs in at least float32: XLA:CPU's bfloat16 matmuls are several times
+  slower than its float32 ones (its convolutions are not).
+  """
   n, h, w, _ = x.shape
+  out_dtype = jnp.result_type(x, kernel)
+  compute_dtype = jnp.promote_types(out_dtype, jnp.float32)
+  x, kernel = x.astype(compute_dtype), kernel.astype(compute_dtype)
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  phases = [
-    [
-      functools.reduce(
-        operator.add,
-        [
-          jnp.einsum(
-            'nhwi,io->nhwo',
-            xp[:, a + dy : a + dy + h, b + dx : b + dx + w],
-            kernel[2 * dy + a, 2 * dx + b],
-            precision=precision,
-          )
-          for dy in range(2)
-          for dx in range(2)
-        ],
+
+  def phase(a, b):
+    taps = [
+      jnp.einsum(
+        "nhwi,io->nhwo",
+        xp[:, a + dy : a + dy + h, b + dx : b + dx + w],
+        kernel[2 * dy + a, 2 * dx + b],
+        precision=precision,
       )
-      for b in range(2)
+      for dy in range(2)
+      for dx in range(2)
     ]
-    for a in range(2)
-  ]
-  return _interleave(jnp.stack([jnp.stack(r, axis=3) for r in phases], axis=3))
+    return functools.reduce(operator.add, taps)
+
+  y = jnp.stack([jnp.stack([phase(a, b) for b in range(2)], 3) for a in range(2)], 3)
+  return _interleave(y).astype(out_dtype)
 
 
 def _phase_conv(x, kernel, precision):
-  """One stride-1 3x3 convolution producing all four phases as channels."""
+  """One stride-1 3x3 convolution producing the four phases as channels."""
   cin, cout = kernel.shape[2:]
   w3 = jnp.stack(
     [
@@ -90,27 +95,23 @@ def _phase_conv(x, kernel, precision):
     w3,
     (1, 1),
     ((1, 1), (1, 1)),
-    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
     precision=precision,
   )
   n, h, w, _ = y.shape
   return _interleave(y.reshape(n, h, w, 2, 2, cout))
 
 
-def _kernel_tangent(x, kernel_dot, precision):
-  """Kernel part of the JVP, in the form whose transpose XLA:CPU does fast."""
-  if kernel_dot.shape[-1] >= _MATMUL_MIN_FEATURES:
-    return _phase_matmuls(x, kernel_dot, precision)
-  return _phase_conv(x, kernel_dot, precision)
+_KERNEL_TANGENTS = {"matmul": _phase_matmuls, "conv": _phase_conv}
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _upconv_fast(x, kernel, precision):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _upconv_fast(x, kernel, precision, kernel_grad):
   return _conv_transpose(x, kernel, (2, 2), precision)
 
 
 @functools.partial(_upconv_fast.defjvp, symbolic_zeros=True)
-def _upconv_fast_jvp(precision, primals, tangents):
+def _upconv_fast_jvp(precision, kernel_grad, primals, tangents):
   """Forward and input gradient stay on ``conv_transpose`` (fast on CPU);
   only the kernel tangent, whose transpose is the slow op, is rewritten."""
   x, kernel = primals
@@ -120,8 +121,8 @@ def _upconv_fast_jvp(precision, primals, tangents):
   if not isinstance(x_dot, SymbolicZero):
     terms.append(_conv_transpose(x_dot, kernel, (2, 2), precision))
   if not isinstance(kernel_dot, SymbolicZero):
-    # Remat keeps only x as residual instead of its nine shifted copies.
-    tangent = jax.checkpoint(_kernel_tangent, static_argnums=(2,))
+    # Remat keeps x as the only residual instead of its shifted copies.
+    tangent = jax.checkpoint(_KERNEL_TANGENTS[kernel_grad], static_argnums=(2,))
     terms.append(tangent(x, kernel_dot, precision))
   return y, functools.reduce(operator.add, terms)
 
@@ -129,9 +130,9 @@ def _upconv_fast_jvp(precision, primals, tangents):
 def resolve_impl(impl: str) -> str:
   """'auto' -> 'fast' on CPU, where it pays, and XLA's own op elsewhere."""
   if impl not in IMPLS:
-    raise ValueError(f'impl must be one of {IMPLS}, got {impl!r}')
-  if impl == 'auto':
-    return 'fast' if jax.default_backend() == 'cpu' else 'xla'
+    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  if impl == "auto":
+    return "fast" if jax.default_backend() == "cpu" else "xla"
   return impl
 
 
@@ -140,21 +141,24 @@ def upconv(
   kernel: jax.Array,
   strides: Sequence[int] = (2, 2),
   *,
-  impl: str = 'auto',
+  impl: str = "auto",
   precision: Any = None,
+  kernel_grad: str | None = None,
 ) -> jax.Array:
   """``lax.conv_transpose(x, kernel, strides, 'SAME')`` on NHWC / HWIO.
 
-  The fast path covers the 4x4 / stride-2 up-sampling case; any other kernel
-  size or stride uses XLA's op, so the result is always correct.
+  The fast path covers the 4x4 / stride-2 up-sampling case; other kernel
+  sizes and strides use XLA's op, so the result is always correct.
+  ``kernel_grad`` ('matmul' or 'conv') overrides the per-shape choice of
+  kernel-gradient formulation, for benchmarks and tests.
   """
+  if kernel_grad is not None and kernel_grad not in KERNEL_GRADS:
+    raise ValueError(f"kernel_grad must be one of {KERNEL_GRADS}, got {kernel_grad!r}")
   strides = tuple(strides)
-  if (
-    resolve_impl(impl) == 'fast'
-    and kernel.shape[:2] == (4, 4)
-    and strides == (2, 2)
-  ):
-    return _upconv_fast(x, kernel, precision)
+  if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
+    if kernel_grad is None:
+      kernel_grad = "matmul" if kernel.shape[-1] >= _MATMUL_MIN_FEATURES else "conv"
+    return _upconv_fast(x, kernel, precision, kernel_grad)
   return _conv_transpose(x, kernel, strides, precision)
 
 
@@ -167,7 +171,7 @@ class UpConv(nn.Module):
 
   Parameters ('kernel' of shape (kh, kw, in, out), 'bias') and forward values
   match ``nn.ConvTranspose``, so checkpoints move freely between the two; only
-  how gradients are computed differs (see :func:`upconv`).
+  how the kernel gradient is computed differs (see :func:`upconv`).
 
   Attributes:
     impl: 'xla' uses ``lax.conv_transpose`` throughout, 'fast' the CPU-friendly
@@ -183,33 +187,24 @@ class UpConv(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   precision: Any = None
-  impl: str = 'auto'
+  impl: str = "auto"
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
-    kernel_size = _pair(self.kernel_size)
     batch_shape = inputs.shape[:-3]
     if len(batch_shape) != 1:
       inputs = inputs.reshape((-1,) + inputs.shape[-3:])
     kernel = self.param(
-      'kernel',
+      "kernel",
       self.kernel_init,
-      kernel_size + (inputs.shape[-1], self.features),
+      _pair(self.kernel_size) + (inputs.shape[-1], self.features),
       self.param_dtype,
     )
-    bias = (
-      self.param('bias', self.bias_init, (self.features,), self.param_dtype)
-      if self.use_bias
-      else None
-    )
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
     inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-    y = upconv(
-      inputs,
-      kernel,
-      _pair(self.strides),
-      impl=self.impl,
-      precision=self.precision,
-    )
+    y = upconv(inputs, kernel, _pair(self.strides), impl=self.impl, precision=self.precision)
     if bias is not None:
       y = y + bias
     if len(batch_shape) != 1:

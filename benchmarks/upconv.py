@@ -1,0 +1,128 @@
+"""Times forward+backward of UpConv's 'xla' and 'fast' paths on DCGAN 32x32 shapes.
+
+Each generator up-samples 4x4 -> 8x8 -> 16x16 -> 32x32 with 4x4 / stride-2
+transposed convolutions, halving channels from its base width and ending in 3
+(RGB); base 512 is the PyTorch DCGAN layout with ngf=64, base 256 the slimmer
+CIFAR variant. Timed is one jitted call returning the gradients with respect to
+both the input and the kernel, as in generator training.
+
+  python benchmarks/upconv.py [--batch 64] [--bases 512 256] [--dtype float32]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from aigc_jax.models.layers import upconv  # noqa: E402
+
+IMPLS = ("xla", "fast")
+
+
+def generator_layers(base):
+  """(spatial, in_channels, out_channels) of each up-sampling layer."""
+  return [(4, base, base // 2), (8, base // 2, base // 4), (16, base // 4, 3)]
+
+
+def make_step(impl):
+  def loss(x, kernel, cot):
+    return jnp.vdot(upconv(x, kernel, impl=impl).astype(jnp.float32), cot)
+
+  return jax.jit(jax.grad(loss, argnums=(0, 1)))
+
+
+def time_layer(batch, size, cin, cout, dtype, reps):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, size, size, cin)), dtype)
+  kernel = jnp.asarray(0.02 * rng.standard_normal((4, 4, cin, cout)), dtype)
+  cot = jnp.asarray(rng.standard_normal((batch, 2 * size, 2 * size, cout)), jnp.float32)
+  steps = {impl: make_step(impl) for impl in IMPLS}
+  grads = {impl: jax.block_until_ready(step(x, kernel, cot)) for impl, step in steps.items()}
+  times = {impl: [] for impl in IMPLS}
+  for _ in range(reps):  # interleaved so that machine noise hits both alike
+    for impl, step in steps.items():
+      start = time.perf_counter()
+      jax.block_until_ready(step(x, kernel, cot))
+      times[impl].append(time.perf_counter() - start)
+  rel_err = max(
+    float(jnp.max(jnp.abs(f.astype(jnp.float32) - s.astype(jnp.float32))))
+    / (float(jnp.max(jnp.abs(s.astype(jnp.float32)))) + 1e-30)
+    for f, s in zip(grads["fast"], grads["xla"])
+  )
+  return {impl: 1e3 * float(np.median(t)) for impl, t in times.items()}, rel_err
+
+
+def _row(name, xla_ms, fast_ms):
+  return f"{name:<22}{xla_ms:>10.1f}{fast_ms:>10.1f}{xla_ms / fast_ms:>8.1f}x"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--bases", type=int, nargs="+", default=[512, 256])
+  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  parser.add_argument("--reps", type=int, default=5)
+  args = parser.parse_args()
+  dtype = jnp.dtype(args.dtype)
+
+  print(
+    f"jax {jax.__version__}, backend {jax.default_backend()}, "
+    f"{os.cpu_count()} CPUs, batch {args.batch}, {args.dtype}, "
+    f"median of {args.reps}, fwd+bwd (d input, d kernel) ms"
+  )
+  header = f"{"layer":<22}{"xla":>10}{"fast":>10}{"speedup":>9}{"max rel diff":>14}"
+  print(header)
+  print("-" * len(header))
+  rows, totals = [], {}
+  for base in args.bases:
+    total = dict.fromkeys(IMPLS, 0.0)
+    for size, cin, cout in generator_layers(base):
+      ms, rel_err = time_layer(args.batch, size, cin, cout, dtype, args.reps)
+      name = f"{size}x{size}x{cin}->{2 * size}x{2 * size}x{cout}"
+      print(_row(name, ms["xla"], ms["fast"]) + f"{rel_err:>14.1e}")
+      rows.append(
+        dict(
+          base=base,
+          layer=name,
+          xla_ms=round(ms["xla"], 2),
+          fast_ms=round(ms["fast"], 2),
+          speedup=round(ms["xla"] / ms["fast"], 2),
+          max_rel_diff=rel_err,
+        )
+      )
+      for impl in IMPLS:
+        total[impl] += ms[impl]
+    name = f"generator base {base}"
+    print(_row(name, total["xla"], total["fast"]))
+    print("-" * len(header))
+    totals[base] = dict(
+      xla_ms=round(total["xla"], 2),
+      fast_ms=round(total["fast"], 2),
+      speedup=round(total["xla"] / total["fast"], 2),
+    )
+  print(
+    json.dumps(
+      dict(
+        benchmark="upconv",
+        backend=jax.default_backend(),
+        jax=jax.__version__,
+        cpus=os.cpu_count(),
+        batch=args.batch,
+        dtype=args.dtype,
+        reps=args.reps,
+        layers=rows,
+        generators=totals,
+      )
+    )
+  )
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,83 @@
+"""main.py as a user runs it: train, sample, and every bad input as a one-line error."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+SMOKE = f"{ROOT}/configs/dcgan.py:smoke"
+
+
+def run_main(*args, devices=1, timeout=600):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env=env, capture_output=True, text=True,
+                        timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  w = tmp_path_factory.mktemp("main") / "run"
+  r = run_main("--config", SMOKE, "--workdir", str(w))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "step 6/6" in r.stdout and "steps/s" in r.stdout and "ETA" in r.stdout
+  return w
+
+
+def test_train_writes_checkpoints_events_and_sample_pngs(workdir):
+  assert (workdir / "checkpoints" / "6").is_dir()
+  assert list((workdir / "tensorboard").glob("events.out.tfevents*"))
+  assert (workdir / "samples" / "step_0000006.png").exists()
+
+
+def test_sample_mode_writes_npz_and_png_folder(workdir, tmp_path):
+  r = run_main("--mode=sample", "--config", SMOKE, "--workdir", str(workdir), "--num_samples", "37",
+               "--output", str(tmp_path / "s.npz"))
+  assert r.returncode == 0, r.stderr[-3000:]
+  with np.load(tmp_path / "s.npz") as f:
+    images = f["images"]
+    assert "labels" not in f  # DCGAN is unconditional
+  assert images.shape == (37, 32, 32, 1) and images.dtype == np.uint8 and images.std() > 0
+  r = run_main("--mode=sample", "--config", SMOKE, "--workdir", str(workdir), "--num_samples", "12",
+               "--output", str(tmp_path / "pngs"))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:02d}.png" for i in range(12)]
+  # Existing output is never replaced without --overwrite.
+  r = run_main("--mode=sample", "--config", SMOKE, "--workdir", str(workdir), "--num_samples", "5",
+               "--output", str(tmp_path / "s.npz"))
+  assert r.returncode == 2 and "--overwrite" in r.stderr
+  with np.load(tmp_path / "s.npz") as f:
+    assert len(f["images"]) == 37
+
+
+def test_sample_without_checkpoint(tmp_path):
+  r = run_main("--mode=sample", "--config", SMOKE, "--workdir", str(tmp_path / "empty"), "--output",
+               str(tmp_path / "x.npz"))
+  assert r.returncode == 2 and "no checkpoint" in r.stderr
+  assert not (tmp_path / "empty").exists()
+
+
+@pytest.mark.parametrize("args,devices,message", [
+    (["--config", f"{ROOT}/configs/dcgan.py:nope"], 1, "unknown preset 'nope'"),
+    (["--config", SMOKE, "--config.data.source=web"], 1, "unknown data source 'web'"),
+    (["--config", SMOKE, "--config.data.source=tfds", "--config.data.name=no_such_dataset"], 1,
+     "unknown TFDS dataset 'no_such_dataset'"),
+    (["--config", SMOKE, "--config.data.source=files", "--config.data.path=/no/such/dir"], 1,
+     "data path '/no/such/dir' does not exist"),
+    (["--config", SMOKE, "--config.data.resolution=48"], 1, "48x48 is not supported"),
+    (["--config", SMOKE, "--config.data.channels=3"], 1, "1 channel(s) but config.data.channels=3"),
+    (["--config", SMOKE, "--config.train.batch_size=6"], 4, "batch_size=6 is not a positive multiple of the 4"),
+    (["--config", SMOKE, "--config.train.batch_size=abc"], 1, "abc"),
+    (["--config", SMOKE, "--config.train.parallel=vmap"], 1, "config.train.parallel='vmap'"),
+])
+def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path, args, devices, message):
+  w = tmp_path / "w"
+  r = run_main(*args, "--workdir", str(w), devices=devices)
+  assert r.returncode != 0
+  errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
+  assert errors and message in errors[0], r.stderr[-3000:]
+  assert "Traceback" not in r.stderr
+  assert not w.exists()

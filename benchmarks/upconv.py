@@ -1,12 +1,12 @@
 """Times forward+backward of UpConv's 'xla' and 'fast' paths on DCGAN 32x32 shapes.
 
-Each generator up-samples 4x4 -> 8x8 -> 16x16 -> 32x32 with 4x4 / stride-2
-transposed convolutions, halving channels from its base width and ending in 3
-(RGB); base 512 is the PyTorch DCGAN layout with ngf=64, base 256 the slimmer
-CIFAR variant. Timed is one jitted call returning the gradients with respect to
-both the input and the kernel, as in generator training.
+The layers are those of `aigc_jax.models.dcgan.Generator(resolution=32, features=F)`:
+4x4x4F -> 8x8x2F -> 16x16xF -> 32x32x3, each a 4x4 / stride-2 transposed convolution.
+F=64 is the project's default; F=128 gives the 512-channel PyTorch-tutorial widths.
+Timed is one jitted call returning the gradients with respect to both the input and
+the kernel, as in generator training.
 
-  python benchmarks/upconv.py [--batch 64] [--bases 512 256] [--dtype float32]
+  python benchmarks/upconv.py [--batch 64] [--features 64 128] [--dtype float32]
 """
 
 import argparse
@@ -26,9 +26,9 @@ from aigc_jax.models.layers import upconv  # noqa: E402
 IMPLS = ("xla", "fast")
 
 
-def generator_layers(base):
+def generator_layers(features):
   """(spatial, in_channels, out_channels) of each up-sampling layer."""
-  return [(4, base, base // 2), (8, base // 2, base // 4), (16, base // 4, 3)]
+  return [(4, 4 * features, 2 * features), (8, 2 * features, features), (16, features, 3)]
 
 
 def make_step(impl):
@@ -66,7 +66,7 @@ def _row(name, xla_ms, fast_ms):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--bases", type=int, nargs="+", default=[512, 256])
+  parser.add_argument("--features", type=int, nargs="+", default=[64, 128], help="Generator.features")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--reps", type=int, default=5)
   args = parser.parse_args()
@@ -77,19 +77,19 @@ def main():
     f"{os.cpu_count()} CPUs, batch {args.batch}, {args.dtype}, "
     f"median of {args.reps}, fwd+bwd (d input, d kernel) ms"
   )
-  header = f"{"layer":<22}{"xla":>10}{"fast":>10}{"speedup":>9}{"max rel diff":>14}"
+  header = f"{'layer':<22}{'xla':>10}{'fast':>10}{'speedup':>9}{'max rel diff':>14}"
   print(header)
   print("-" * len(header))
   rows, totals = [], {}
-  for base in args.bases:
+  for features in args.features:
     total = dict.fromkeys(IMPLS, 0.0)
-    for size, cin, cout in generator_layers(base):
+    for size, cin, cout in generator_layers(features):
       ms, rel_err = time_layer(args.batch, size, cin, cout, dtype, args.reps)
       name = f"{size}x{size}x{cin}->{2 * size}x{2 * size}x{cout}"
       print(_row(name, ms["xla"], ms["fast"]) + f"{rel_err:>14.1e}")
       rows.append(
         dict(
-          base=base,
+          features=features,
           layer=name,
           xla_ms=round(ms["xla"], 2),
           fast_ms=round(ms["fast"], 2),
@@ -99,10 +99,10 @@ def main():
       )
       for impl in IMPLS:
         total[impl] += ms[impl]
-    name = f"generator base {base}"
+    name = f"generator F={features}"
     print(_row(name, total["xla"], total["fast"]))
     print("-" * len(header))
-    totals[base] = dict(
+    totals[features] = dict(
       xla_ms=round(total["xla"], 2),
       fast_ms=round(total["fast"], 2),
       speedup=round(total["xla"] / total["fast"], 2),

@@ -11,11 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-try:
-  from aigc_jax.models.layers import UpConv
-except ImportError:  # TEMP
-  def UpConv(features, impl, dtype, name):
-    return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME', use_bias=False, kernel_init=dcgan_init, dtype=dtype, name=name)
+from aigc_jax.models.layers import UpConv
 
 SUPPORTED_RESOLUTIONS = (32, 64)
 dcgan_init = nn.initializers.normal(0.02)

@@ -1,0 +1,77 @@
+"""Times the compiled GAN train step on synthetic batches of a config's shape (no dataset needed).
+
+  python benchmarks/train_step.py --config configs/dcgan.py:cifar10 --batch_size 64
+
+Prints compile seconds, steps/s, images/s, XLA's cost-analysis FLOPs per step and achieved
+GFLOP/s; the last line is one JSON object with those fields.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from aigc_jax import parallel, steps, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the config's).")
+flags.DEFINE_integer("steps", 30, "Timed steps after compilation.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+
+
+def main(_):
+  config = FLAGS.config
+  if FLAGS.batch_size:
+    config.train.batch_size = FLAGS.batch_size
+  batch_size = config.train.batch_size
+  train.validate(config, jax.device_count())
+  dp = parallel.DataParallel(config.train.parallel)
+  state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
+  shape = (batch_size, config.data.resolution, config.data.resolution, config.data.channels)
+  rng = np.random.default_rng(0)
+  batch = dp.put_batch({"image": rng.uniform(-1, 1, shape).astype(np.float32),
+                        "label": np.zeros(batch_size, np.int32)})
+
+  step = dp.step(steps.train_step, loss=config.train.loss)
+  t0 = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  if dp.mode == "pmap":  # pmap reports one device's program.
+    flops *= dp.num_devices
+
+  for _ in range(FLAGS.warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  t0 = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  elapsed = time.perf_counter() - t0
+
+  steps_per_s = FLAGS.steps / elapsed
+  result = {
+      "config": FLAGS["config"].config_filename if hasattr(FLAGS["config"], "config_filename") else "",
+      "backend": jax.default_backend(), "devices": jax.device_count(), "parallel": dp.mode,
+      "batch_size": batch_size, "image_shape": list(shape[1:]), "upconv_impl": config.model.upconv_impl,
+      "compile_s": round(compile_s, 3), "steps_per_s": round(steps_per_s, 3),
+      "images_per_s": round(steps_per_s * batch_size, 1), "flops_per_step": flops,
+      "gflops_per_s": round(flops * steps_per_s / 1e9, 2),
+  }
+  print(f"compile {compile_s:.2f} s | {steps_per_s:.2f} steps/s | {result['images_per_s']:.0f} images/s | "
+        f"{flops / 1e9:.2f} GFLOP/step | {result['gflops_per_s']:.1f} GFLOP/s")
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

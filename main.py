@@ -26,11 +26,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from aigc_jax.errors import UserError
-  from aigc_jax import sample, train
+  from aigc_jax import distributed, sample, train
 
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   try:
+    distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     else:

@@ -45,4 +45,12 @@ def get_config():
   config.optim.schedule = "constant"  # constant | cosine | linear (with warmup_steps)
   config.optim.warmup_steps = 0
   config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables
+
+  # Multi-host runs; a single process needs none of it. Unset values fall back to $AIGC_COORDINATOR,
+  # $AIGC_NUM_PROCESSES and $AIGC_PROCESS_ID; Cloud TPU pods are detected without any of them.
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.coordinator = ""  # HOST:PORT of process 0
+  config.distributed.num_processes = 0
+  config.distributed.process_id = -1
+  config.distributed.auto = False  # let JAX detect the cluster (SLURM, Open MPI, Kubernetes)
   return config

@@ -43,6 +43,9 @@ def main(argv):
   except train.Interrupted as e:
     print(str(e), file=sys.stderr)
     return e.exit_code
+  except FloatingPointError as e:  # training diverged; the last good checkpoint is kept.
+    print(f"error: {e}", file=sys.stderr)
+    return 3
   return 0
 
 

@@ -131,3 +131,21 @@ def test_sigterm_saves_and_the_same_command_resumes_to_the_same_result(tmp_path)
   a = Checkpoints(tmp_path / "full" / "checkpoints").restore(steps, template)
   b = Checkpoints(tmp_path / "cut" / "checkpoints").restore(steps, template)
   assert_trees_equal(a, b)
+
+
+def test_training_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  import jax.numpy as jnp
+
+  from aigc_jax import steps
+
+  real_step = steps.train_step
+
+  def diverging_step(state, batch, **kw):
+    new, metrics = real_step(state, batch, **kw)
+    metrics["d_loss"] = jnp.where(state.step >= 4, jnp.nan, metrics["d_loss"])
+    return new, metrics
+
+  monkeypatch.setattr(steps, "train_step", diverging_step)
+  with pytest.raises(FloatingPointError, match="non-finite metrics at step 6"):
+    train.train_and_evaluate(smoke_config(), str(tmp_path))
+  assert Checkpoints(tmp_path / "checkpoints").latest_step() == 3

@@ -47,18 +47,19 @@ def check(coordinator: str, num_processes: int, process_id: int):
   """Raises UserError for settings that cannot form a cluster, before JAX waits on them."""
   if not coordinator:
     if num_processes > 1 or process_id >= 0:
-      raise UserError(f"config.distributed.num_processes={num_processes} and process_id={process_id} need "
-                      f"config.distributed.coordinator (or ${ENV_COORDINATOR}) set to HOST:PORT of process 0")
+      raise UserError(f"num_processes={num_processes} and process_id={process_id} need a coordinator: set "
+                      f"config.distributed.coordinator or ${ENV_COORDINATOR} to HOST:PORT of process 0")
     return
   host, _, port = coordinator.rpartition(":")
   if not host or not port.isdigit() or not 0 < int(port) < 65536:
-    raise UserError(f"config.distributed.coordinator='{coordinator}' is not HOST:PORT; use e.g. 10.0.0.1:1234")
+    raise UserError(f"coordinator '{coordinator}' (config.distributed.coordinator or ${ENV_COORDINATOR}) is not "
+                    "HOST:PORT; use e.g. 10.0.0.1:1234")
   if num_processes <= 0:
-    raise UserError(f"config.distributed.num_processes={num_processes} must be positive when a coordinator "
-                    f"is set (or set ${ENV_NUM_PROCESSES})")
+    raise UserError(f"num_processes={num_processes} (config.distributed.num_processes or ${ENV_NUM_PROCESSES}) "
+                    "must be positive when a coordinator is set")
   if not 0 <= process_id < num_processes:
-    raise UserError(f"config.distributed.process_id={process_id} must be in [0, {num_processes}) for "
-                    f"num_processes={num_processes} (or set ${ENV_PROCESS_ID})")
+    raise UserError(f"process_id={process_id} (config.distributed.process_id or ${ENV_PROCESS_ID}) must be in "
+                    f"[0, {num_processes}) for {num_processes} processes")
 
 
 def on_tpu_pod() -> bool:
@@ -98,7 +99,8 @@ def initialize(config: ml_collections.ConfigDict) -> bool:
       jax.distributed.initialize()
     except ValueError as e:  # JAX found no cluster environment to read the settings from.
       reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      raise UserError(f"config.distributed.auto=True but JAX could not detect the cluster ({reason}); set "
+      why = "config.distributed.auto=True" if auto else "this looks like a Cloud TPU pod"
+      raise UserError(f"{why} but JAX could not detect the cluster ({reason}); set "
                       "config.distributed.coordinator, num_processes and process_id instead") from None
     return True
   return False

@@ -5,6 +5,7 @@ by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reac
 the same command again resumes there and, on CPU, ends bit-identical to an uninterrupted run.
 """
 
+import os
 import signal
 from pathlib import Path
 
@@ -27,28 +28,37 @@ class Interrupted(Exception):
 
 
 class _SignalFlag:
-  """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
+  """Turns SIGTERM/SIGINT into a flag the loop checks between steps.
+
+  Several processes must stop at the same step to save together, and a signal reaches each at a
+  different step. There SIGTERM stays with JAX's preemption service (jax.distributed installed its
+  handler), which tells every process and agrees on the step; SIGINT is forwarded to it.
+  """
 
   def __init__(self):
     self.signum = None
+    self._multiprocess = jax.process_count() > 1
 
   def __enter__(self):
-    self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    signums = (signal.SIGINT,) if self._multiprocess else (signal.SIGTERM, signal.SIGINT)
+    self._previous = {s: signal.signal(s, self._handle) for s in signums}
     return self
 
   def _handle(self, signum, frame):
     if self.signum is not None:  # second Ctrl-C: stop now.
       raise KeyboardInterrupt
     self.signum = signum
+    if self._multiprocess:
+      os.kill(os.getpid(), signal.SIGTERM)
 
   def __exit__(self, *exc):
     for s, h in self._previous.items():
       signal.signal(s, h)
 
   def requested(self, step: int) -> bool:
-    if jax.process_count() > 1:  # all processes must stop at the same step to save together.
+    if self._multiprocess:  # a local flag would stop this process alone, and the others would hang.
       from jax.experimental import multihost_utils
-      return self.signum is not None or multihost_utils.reached_preemption_sync_point(step)
+      return multihost_utils.reached_preemption_sync_point(step)
     return self.signum is not None
 
 
@@ -89,6 +99,16 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.G
   return jax.device_get(state)
 
 
+def _same_on_all_processes(what: str, value: int, directory: Path):
+  """Processes that see different checkpoints would pair up mismatched collectives and hang; say why instead."""
+  from jax.experimental import multihost_utils
+
+  values = np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()
+  if (values != int(value)).any():
+    raise UserError(f"the processes see different checkpoints in {directory} ({what} per process: "
+                    f"{values.tolist()}); --workdir must be one directory all processes share")
+
+
 def fixed_noise(config, n: int):
   """The noise batch behind every logged sample grid, so grids are comparable across steps."""
   return jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3), (n, config.model.z_dim))
@@ -102,7 +122,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
                      process_count=jax.process_count())
   ckpt = Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
+  if jax.process_count() > 1:  # opening existing checkpoints is itself a collective step in Orbax.
+    _same_on_all_processes("checkpoint directory exists", ckpt.directory.exists(), ckpt.directory)
   start_step = ckpt.check_compatible(config) or 0
+  if jax.process_count() > 1:
+    _same_on_all_processes("latest step", start_step, ckpt.directory)
   state = build_state(config, parallel.bn_axis_name(dp.mode))
   if start_step:
     state = state.with_arrays(ckpt.restore(start_step, state.arrays))

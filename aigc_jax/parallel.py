@@ -29,10 +29,13 @@ class DataParallel:
     self.mode = mode
     self.devices = list(devices) if devices is not None else jax.devices()
     self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
-    self.mesh = Mesh(np.array(self.devices), (MESH_AXIS,))
+    # pmap's outputs live on a mesh named after its axis; inputs placed on the same mesh keep the
+    # step from compiling a second time for a different input sharding.
+    axis = PMAP_AXIS if mode == "pmap" else MESH_AXIS
+    self.mesh = Mesh(np.array(self.devices), (axis,))
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
     # Both modes split the leading axis over devices: the batch under jit, the device axis under pmap.
-    self.data_sharding = NamedSharding(self.mesh, PartitionSpec(MESH_AXIS))
+    self.data_sharding = NamedSharding(self.mesh, PartitionSpec(axis))
 
   @property
   def num_devices(self) -> int:

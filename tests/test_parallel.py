@@ -59,3 +59,19 @@ def test_batch_layout_per_device():
 
 def test_prefetch_keeps_order():
   assert list(parallel.prefetch(iter(range(5)), lambda x: x * 10, size=2)) == [0, 10, 20, 30, 40]
+
+
+@pytest.mark.parametrize("mode", parallel.MODES)
+def test_train_step_compiles_once(mode):
+  traces = []
+
+  def counted(state, batch, **kw):
+    traces.append(1)
+    return steps.train_step(state, batch, **kw)
+
+  dp = parallel.DataParallel(mode)
+  dstate = dp.put_state(train.build_state(smoke_config(), parallel.bn_axis_name(mode)))
+  step = dp.step(counted)
+  for b in _batches(3):
+    dstate, _ = step(dstate, dp.put_batch(b))
+  assert len(traces) == 1

@@ -11,10 +11,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample"], "What to do with the config and workdir.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "classify"], "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
-flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs.")
+flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs; "
+                    "--mode=classify: F.csv or F.json (default: print one line per image).")
+flags.DEFINE_string("input", None, "--mode=classify: a folder of images, an .npz with 'images', or one image file.")
 flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
@@ -26,21 +28,32 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from aigc_jax.errors import UserError
-  from aigc_jax import distributed, sample, train
+  from aigc_jax import classify, distributed, loop, sample, train
 
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   try:
     distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
-    if FLAGS.mode == "train":
+    is_classifier = config.task == "classifier"
+    if FLAGS.mode == "classify" and not is_classifier:
+      raise UserError("--mode=classify needs a classifier config, e.g. --config configs/classifier.py:mnist")
+    if FLAGS.mode == "sample" and is_classifier:
+      raise UserError("--mode=sample needs a GAN config; a classifier labels images with --mode=classify")
+    if FLAGS.mode == "train" and is_classifier:
+      result = classify.train_and_evaluate(config, FLAGS.workdir)
+      print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "
+            f"({config.data.test_split}) at step {result['step']}; written to {FLAGS.workdir}/metrics.json")
+    elif FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
+    elif FLAGS.mode == "classify":
+      classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
     else:
       path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
       print(f"wrote {FLAGS.num_samples} samples to {path}")
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except train.Interrupted as e:
+  except loop.Interrupted as e:
     print(str(e), file=sys.stderr)
     return e.exit_code
   except FloatingPointError as e:  # training diverged; the last good checkpoint is kept.

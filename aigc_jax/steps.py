@@ -57,19 +57,25 @@ def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shap
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, z_dim=z_dim)
 
 
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+def make_schedule(optim_config, lr: float, num_steps: int) -> optax.Schedule:
+  """Constant, or warm-up then cosine or linear decay to 0 at num_steps."""
+  warmup = optim_config.warmup_steps
+  if optim_config.schedule == "constant":
+    return optax.constant_schedule(lr)
+  if optim_config.schedule == "cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(num_steps, 2))
+  if optim_config.schedule == "linear":
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)),
+                                 optax.linear_schedule(lr, 0.0, max(num_steps - warmup, 1))], [warmup])
+  raise ValueError(f"unknown schedule '{optim_config.schedule}'; use one of {SCHEDULES}")
+
+
 def make_optimizer(optim_config, lr: float, num_steps: int) -> optax.GradientTransformation:
   """Adam (b1=0.5 for GANs) with an optional schedule and global-norm gradient clipping."""
-  if optim_config.schedule == "constant":
-    schedule = optax.constant_schedule(lr)
-  elif optim_config.schedule == "cosine":
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(optim_config.warmup_steps, 1), max(num_steps, 2))
-  elif optim_config.schedule == "linear":
-    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, max(optim_config.warmup_steps, 1)),
-                                     optax.linear_schedule(lr, 0.0, max(num_steps - optim_config.warmup_steps, 1))],
-                                    [optim_config.warmup_steps])
-  else:
-    raise ValueError(f"unknown schedule '{optim_config.schedule}'; use constant, cosine or linear")
-  adam = optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
+  adam = optax.adam(make_schedule(optim_config, lr, num_steps), b1=optim_config.b1, b2=optim_config.b2)
   if optim_config.grad_clip > 0:
     return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip), adam)
   return adam

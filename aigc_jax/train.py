@@ -1,65 +1,19 @@
-"""The training loop: data -> parallel pure step -> logs, sample grids and checkpoints.
+"""GAN training: data -> parallel pure step -> logs, sample grids and checkpoints.
 
 Everything a user can get wrong is checked before the work directory is touched. A run killed
 by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reached; starting
 the same command again resumes there and, on CPU, ends bit-identical to an uninterrupted run.
 """
 
-import os
-import signal
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax import data, images, losses, models, parallel, steps, summary
+from aigc_jax import data, images, loop, losses, models, parallel, steps, summary
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
-
-
-class Interrupted(Exception):
-  """Raised after a signal-triggered checkpoint; carries the conventional exit code."""
-
-  def __init__(self, step: int, signum: int):
-    super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; checkpoint saved, "
-                     "run the same command to resume")
-    self.exit_code = 128 + signum
-
-
-class _SignalFlag:
-  """Turns SIGTERM/SIGINT into a flag the loop checks between steps.
-
-  Several processes must stop at the same step to save together, and a signal reaches each at a
-  different step. There SIGTERM stays with JAX's preemption service (jax.distributed installed its
-  handler), which tells every process and agrees on the step; SIGINT is forwarded to it.
-  """
-
-  def __init__(self):
-    self.signum = None
-    self._multiprocess = jax.process_count() > 1
-
-  def __enter__(self):
-    signums = (signal.SIGINT,) if self._multiprocess else (signal.SIGTERM, signal.SIGINT)
-    self._previous = {s: signal.signal(s, self._handle) for s in signums}
-    return self
-
-  def _handle(self, signum, frame):
-    if self.signum is not None:  # second Ctrl-C: stop now.
-      raise KeyboardInterrupt
-    self.signum = signum
-    if self._multiprocess:
-      os.kill(os.getpid(), signal.SIGTERM)
-
-  def __exit__(self, *exc):
-    for s, h in self._previous.items():
-      signal.signal(s, h)
-
-  def requested(self, step: int) -> bool:
-    if self._multiprocess:  # a local flag would stop this process alone, and the others would hang.
-      from jax.experimental import multihost_utils
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self.signum is not None
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int):
@@ -76,8 +30,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
     raise UserError(f"config.train.num_steps={t.num_steps} must be positive")
   if t.loss not in losses.GENERATOR_LOSSES:
     raise UserError(f"config.train.loss='{t.loss}' is not one of {losses.GENERATOR_LOSSES}")
-  if config.optim.schedule not in ("constant", "cosine", "linear"):
-    raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of constant, cosine, linear")
+  if config.optim.schedule not in steps.SCHEDULES:
+    raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
   if config.model.upconv_impl not in ("auto", "xla", "fast"):
     raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
   for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
@@ -149,7 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   progress = summary.Progress(start_step, t.num_steps)
   dstate = dp.put_state(state)
 
-  def host_state():
+  def host_state(dstate):
     return state.with_arrays(dp.get_state(dstate.arrays))
 
   def write_samples(step, host):
@@ -158,33 +112,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
     if is_main:
       images.save_png(workdir / "samples" / f"step_{step:07d}.png", grid, scale=max(1, 128 // grid.shape[0] + 1))
 
-  pending = []
-  step = start_step
-  with _SignalFlag() as stop:
-    while step < t.num_steps:
-      dstate, metrics = train_step(dstate, next(device_batches))
-      step += 1
-      pending.append(metrics)
-      last = step == t.num_steps
-      if step % t.log_every == 0 or last or stop.signum is not None:
-        fetched = [dp.get_metrics(m) for m in pending]
-        values = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-        pending.clear()
-        if not all(np.isfinite(v) for v in values.values()):
-          raise FloatingPointError(f"non-finite metrics at step {step}: {values}; no checkpoint written for it")
-        if is_main:
-          print(progress.line(step, values), flush=True)
-        writer.scalars(step, values)
-      if step % t.sample_every == 0 or last:
-        write_samples(step, host_state())
-      interrupt = not last and stop.requested(step)
-      if step % t.checkpoint_every == 0 or last or interrupt:
-        ckpt.save(step, host_state().arrays, config, force=True)
-      if interrupt:
-        ckpt.close()
-        writer.close()
-        raise Interrupted(step, stop.signum or signal.SIGTERM)
-  final = host_state()
-  ckpt.close()
-  writer.close()
-  return final
+  def save(step, dstate):
+    ckpt.save(step, dp.get_state(dstate.arrays), config, force=True)
+
+  try:
+    dstate, _ = loop.run(train_step, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
+                         log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save,
+                         hooks=[(t.sample_every, lambda step, ds: write_samples(step, host_state(ds)))],
+                         progress=progress, writer=writer, is_main=is_main)
+    return host_state(dstate)
+  finally:
+    ckpt.close()
+    writer.close()

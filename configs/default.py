@@ -5,6 +5,7 @@ import ml_collections
 
 def get_config():
   config = ml_collections.ConfigDict()
+  config.task = "gan"  # gan | classifier (configs/classifier.py)
   config.seed = 0
 
   config.model = ml_collections.ConfigDict()

@@ -7,8 +7,12 @@ from configs import dcgan
 
 
 def smoke_config(**overrides):
-  """The smoke preset with dotted overrides, e.g. smoke_config(**{'train.num_steps': 4})."""
-  config = dcgan.get_config("smoke")
+  """The DCGAN smoke preset with dotted overrides, e.g. smoke_config(**{'train.num_steps': 4})."""
+  return with_overrides(dcgan.get_config("smoke"), **overrides)
+
+
+def with_overrides(config, **overrides):
+  """Sets dotted keys as --config.a.b=v would."""
   for key, value in overrides.items():
     node = config
     *parents, leaf = key.split(".")

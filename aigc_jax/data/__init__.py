@@ -5,7 +5,7 @@ import tensorflow as tf
 # tf.data only runs on the host; keep TensorFlow off any GPU so JAX owns it.
 tf.config.set_visible_devices([], "GPU")
 
-from aigc_jax.data.pipeline import batches, to_unit_range  # noqa: E402
-from aigc_jax.data.sources import Source, load, read_idx  # noqa: E402
+from aigc_jax.data.pipeline import batches, eval_batches, to_unit_range  # noqa: E402
+from aigc_jax.data.sources import Source, fit_images, load, read_idx, read_images  # noqa: E402
 
-__all__ = ["Source", "batches", "load", "read_idx", "to_unit_range"]
+__all__ = ["Source", "batches", "eval_batches", "fit_images", "load", "read_idx", "read_images", "to_unit_range"]

@@ -3,11 +3,18 @@
 Every source yields examples {'image': uint8 [H, W, C] or encoded bytes, 'label': int32} as a
 tf.data.Dataset; `pipeline.py` turns them into batches. In-memory sources are small by nature
 (the digits, a folder of images, an IDX or NPZ file); TFDS streams from its prepared files.
+
+`data.split` picks the examples, in TFDS's slicing syntax for every source: TFDS takes it as is
+('train', 'test[:50%]'); an in-memory source has one split, 'train' (or ''), which slices the
+same way ('train[:8000]', 'train[8000:]', '[-20%:]'), so disjoint train and test sets can be cut
+from one file in the file's order.
 """
 
 import dataclasses
 import gzip
+import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +38,26 @@ class Source:
   encoded: bool  # images are still PNG/JPEG bytes (TFDS), decoded after any resume skip.
 
 
-def load(data_config, *, seed: int, process_index: int = 0, process_count: int = 1) -> Source:
-  """Opens the configured source, failing early with a UserError for anything a user can fix."""
+def load(data_config, *, seed: int, process_index: int = 0, process_count: int = 1, split_key: str = "split"
+         ) -> Source:
+  """Opens the configured source, failing early with a UserError for anything a user can fix.
+
+  `split_key` names the data_config entry holding the split, so a classifier opens its test set
+  (`data.test_split`) from the same config as its training set.
+  """
+  split = data_config[split_key]
   if data_config.source == "tfds":
-    return _tfds_source(data_config, seed, process_index, process_count)
+    return _tfds_source(data_config, split, seed, process_index, process_count)
   if data_config.source == "digits":
     images, labels = digits_arrays()
   elif data_config.source == "files":
     images, labels = read_image_files(data_config.path, data_config.channels)
   else:
     raise UserError(f"unknown data source '{data_config.source}'; use one of {SOURCES}")
+  # Classes count over the whole set, so a slice that misses one still agrees with its complement.
+  num_classes = int(labels.max()) + 1 if labels.size and labels.min() >= 0 else None
+  sl = split_slice(split, len(images), data_config.source, key=f"config.data.{split_key}")
+  images, labels = images[sl], labels[sl]
   images = fit_images(images, data_config.resolution, data_config.channels, data_config.resize)
   # Each process reads a disjoint, equally sized slice, as tfds.split_for_jax_process does.
   per_process = len(images) // process_count
@@ -48,11 +65,36 @@ def load(data_config, *, seed: int, process_index: int = 0, process_count: int =
     raise UserError(f"{len(images)} images cannot be split over {process_count} processes")
   sl = slice(process_index * per_process, (process_index + 1) * per_process)
   examples = {"image": images[sl], "label": labels[sl].astype(np.int32)}
-  num_classes = int(labels.max()) + 1 if labels.size and labels.min() >= 0 else None
   return Source(tf.data.Dataset.from_tensor_slices(examples), per_process, num_classes, encoded=False)
 
 
-def _tfds_source(cfg, seed, process_index, process_count) -> Source:
+_SPLIT = re.compile(r"(?P<name>[\w-]*)(?:\[(?P<start>[^:\]]*):(?P<stop>[^:\]]*)\])?")
+_BOUND = re.compile(r"-?\d+%?")
+
+
+def split_slice(split: str, num_examples: int, source: str = "in-memory", key: str = "config.data.split") -> slice:
+  """'train[a:b]' for an in-memory set of `num_examples` -> slice; a, b are indices or percentages."""
+  m = _SPLIT.fullmatch(split.replace(" ", ""))
+  if not m or m["name"] not in ("", "train"):
+    raise UserError(f"{key}='{split}' does not fit source '{source}', which has one split, 'train'; "
+                    "slice it TFDS-style, e.g. 'train[:8000]' and 'train[8000:]', or 'train[:80%]'")
+  bounds = []
+  for b in (m["start"], m["stop"]):
+    if not b:
+      bounds.append(None)
+    elif not _BOUND.fullmatch(b):
+      raise UserError(f"{key}='{split}': '{b}' is not an index or a percentage such as 8000 or 80%")
+    elif b.endswith("%"):
+      bounds.append(math.floor(int(b[:-1]) * num_examples / 100 + 0.5))
+    else:
+      bounds.append(int(b))
+  sl = slice(*bounds)
+  if num_examples and not range(num_examples)[sl]:
+    raise UserError(f"{key}='{split}' selects none of the {num_examples} images")
+  return sl
+
+
+def _tfds_source(cfg, split, seed, process_index, process_count) -> Source:
   data_dir = cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
   try:
     builder = tfds.builder(cfg.name, data_dir=data_dir)
@@ -66,11 +108,12 @@ def _tfds_source(cfg, seed, process_index, process_count) -> Source:
                       f"({type(e).__name__}); prepare it there on a machine with network, set "
                       f"--config.data.data_dir, or train offline with {OFFLINE_PRESETS}") from None
   known_splits = builder.info.splits  # empty only when TFDS has no metadata (tfds.testing.mock_data)
-  if known_splits and cfg.split not in known_splits:
-    raise UserError(f"TFDS dataset '{cfg.name}' has no split '{cfg.split}'; available: {sorted(builder.info.splits)}")
+  name = split.split("[", 1)[0].strip()
+  if known_splits and name not in known_splits:
+    raise UserError(f"TFDS dataset '{cfg.name}' has no split '{name}'; available: {sorted(builder.info.splits)}")
   if "image" not in builder.info.features:
     raise UserError(f"TFDS dataset '{cfg.name}' has no 'image' feature; features: {list(builder.info.features)}")
-  split = tfds.split_for_jax_process(cfg.split, process_index=process_index, process_count=process_count,
+  split = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count,
                                      drop_remainder=True)
   ds = builder.as_dataset(split=split, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()},
                           read_config=tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=4))
@@ -110,26 +153,38 @@ def fit_images(images: np.ndarray, resolution: int, channels: int, resize: bool)
 
 def read_image_files(path: str, channels: int):
   """Reads a folder of images (class subfolders give labels), an .npz, or an IDX file/folder."""
+  images, labels, _ = read_images(path, channels)
+  return images, labels
+
+
+def read_images(path: str, channels: int):
+  """read_image_files plus one name per image (its path in a folder, its index in an array file).
+
+  A single image file is read too, so a classifier can label one picture.
+  """
   if not path:
     raise UserError("config.data.path is empty; set --config.data.path=DIR_OR_FILE (images, .npz or IDX)")
   p = Path(path).expanduser()
   if not p.exists():
     raise UserError(f"data path '{path}' does not exist")
-  if p.is_file():
+  names = None
+  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+    images, labels, names = np.stack([_read_image(p, channels)]), np.full(1, -1, np.int32), [p.name]
+  elif p.is_file():
     images, labels = _read_array_file(p)
   else:
     arrays = sorted(q for q in p.iterdir() if q.suffix == ".npz" or "idx3" in q.name)
     if arrays:
       images, labels = _read_array_file(arrays[0])
     else:
-      images, labels = _read_image_folder(p, channels)
+      images, labels, names = _read_image_folder(p, channels)
   if len(images) == 0:
     raise UserError(f"no images found in '{path}'")
   if images.ndim == 3:
     images = images[..., None]
   if images.dtype != np.uint8:
     raise UserError(f"images in '{path}' have dtype {images.dtype}; expected uint8 in [0, 255]")
-  return images, labels
+  return images, labels, names if names is not None else [str(i) for i in range(len(images))]
 
 
 def _read_array_file(p: Path):
@@ -163,24 +218,28 @@ def read_idx(path) -> np.ndarray:
   return body.reshape(dims)
 
 
-def _read_image_folder(root: Path, channels: int):
+def _read_image(q: Path, channels: int) -> np.ndarray:
   from PIL import Image, UnidentifiedImageError
 
+  try:
+    with Image.open(q) as im:
+      return np.asarray(im.convert("L" if channels == 1 else "RGB"))
+  except (UnidentifiedImageError, OSError) as e:
+    raise UserError(f"'{q}' is not a readable image ({e.__class__.__name__})") from None
+
+
+def _read_image_folder(root: Path, channels: int):
   files = sorted(q for q in root.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
   if not files:
     raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in '{root}'")
   classes = sorted({q.parent.relative_to(root).as_posix() for q in files} - {"."})
   images, labels = [], []
   for q in files:
-    try:
-      with Image.open(q) as im:
-        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-      raise UserError(f"'{q}' is not a readable image ({e.__class__.__name__})") from None
+    arr = _read_image(q, channels)
     if images and arr.shape != images[0].shape:
       raise UserError(f"'{q}' is {arr.shape[1]}x{arr.shape[0]} but '{files[0]}' is "
                       f"{images[0].shape[1]}x{images[0].shape[0]}; images in one folder must share a size")
     images.append(arr)
     rel = q.parent.relative_to(root).as_posix()
     labels.append(classes.index(rel) if rel in classes else -1)
-  return np.stack(images), np.asarray(labels, np.int32)
+  return np.stack(images), np.asarray(labels, np.int32), [q.relative_to(root).as_posix() for q in files]

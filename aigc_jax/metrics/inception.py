@@ -18,6 +18,7 @@ refuses every pickled global other than tensors, storages and OrderedDict.
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import os
 import pickle
@@ -273,6 +274,11 @@ def torch_key(collection: str, path: tuple[str, ...]) -> str:
 
 def variable_shapes() -> dict[tuple[str, tuple[str, ...]], tuple[int, ...]]:
     """{(collection, path): shape} of the FID Inception's variables, without allocating them."""
+    return dict(_variable_shapes())
+
+
+@functools.cache
+def _variable_shapes():
     model = inception_model.FIDInceptionV3()
     size = inception_model.INPUT_SIZE
     shapes = jax.eval_shape(model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))

@@ -8,7 +8,7 @@ such as ``Mixed_5b.branch5x5_2.conv.weight`` names the Flax parameter
 ``Mixed_5b/branch5x5_2/conv/kernel`` (see aigc_jax/metrics/inception.py for the loader).
 
 Inference only: BatchNorm always uses the stored statistics. Every block's output is sown into the
-'intermediates' collection under its torchvision name, so tests can compare blocks one by one.
+'intermediates' collection as `<torchvision name>_out`, so tests can compare blocks one by one.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class FIDInceptionV3(nn.Module):
     ]
     for name, make in blocks:
       x = make(name)(x)
-      self.sow("intermediates", name, x)
+      self.sow("intermediates", f"{name}_out", x)
     features = jnp.mean(x, axis=(1, 2))
     logits = nn.Dense(self.num_classes, precision=p, name="fc")(features)
     return features, logits

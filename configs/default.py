@@ -47,6 +47,10 @@ def get_config():
   config.optim.warmup_steps = 0
   config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables
 
+  config.eval = ml_collections.ConfigDict()
+  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID/IS on Inception features (README).
+  config.eval.inception_weights = ""
+
   # Multi-host runs; a single process needs none of it. Unset values fall back to $AIGC_COORDINATOR,
   # $AIGC_NUM_PROCESSES and $AIGC_PROCESS_ID; Cloud TPU pods are detected without any of them.
   config.distributed = ml_collections.ConfigDict()

@@ -368,10 +368,20 @@ class InceptionExtractor:
     num_classes = inception_model.NUM_CLASSES
 
     def __init__(self, weights_path: str, batch_size: int = 50):
+        self._setup(lambda: load_fid_inception(weights_path), batch_size)
+
+    @classmethod
+    def from_variables(cls, variables, batch_size: int = 50) -> "InceptionExtractor":
+        """An extractor with the given Flax variables instead of a weight file (benchmarks, tests)."""
+        extractor = cls.__new__(cls)
+        extractor._setup(lambda: variables, batch_size)
+        return extractor
+
+    def _setup(self, get_variables, batch_size):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UserError(f"Inception batch size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        self._variables = jax.device_put(load_fid_inception(weights_path))
+        self._variables = jax.device_put(get_variables())
         # HIGHEST keeps float32 convolutions on GPUs (TF32) and TPUs (bf16 passes): FID is sensitive to them.
         self._model = inception_model.FIDInceptionV3(precision=jax.lax.Precision.HIGHEST)
         self._forward = jax.jit(self._forward_impl)

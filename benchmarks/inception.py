@@ -1,0 +1,77 @@
+"""Times the FID Inception extractor (resize to 299x299, Inception-v3, features and logits) on random images.
+
+  python benchmarks/inception.py --batch_size 50 --image_size 32 --batches 3
+
+Uses random weights unless --weights names pytorch-fid's file (speed does not depend on the values).
+Prints compile seconds and images/s; the last line is one JSON object with those fields.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from aigc_jax.metrics import inception  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("weights", "", "pytorch-fid's pt_inception-2015-12-05-*.pth; empty: random weights.")
+flags.DEFINE_integer("batch_size", 50, "Images per compiled forward pass.")
+flags.DEFINE_integer("image_size", 32, "Side of the square input images (resized to 299 inside).")
+flags.DEFINE_integer("channels", 3, "1 (grey) or 3 (RGB).")
+flags.DEFINE_integer("batches", 3, "Timed batches after one untimed one.")
+
+
+def random_variables(seed=0):
+  rng = np.random.default_rng(seed)
+  variables = {}
+  for (collection, path), shape in inception.variable_shapes().items():
+    value = rng.standard_normal(shape).astype(np.float32) * 0.05
+    if path[-1] in ("scale", "var"):
+      value = np.abs(value) + 1.0
+    node = variables.setdefault(collection, {})
+    for name in path[:-1]:
+      node = node.setdefault(name, {})
+    node[path[-1]] = value
+  return variables
+
+
+def main(_):
+  if FLAGS.weights:
+    extractor = inception.InceptionExtractor(FLAGS.weights, batch_size=FLAGS.batch_size)
+  else:
+    extractor = inception.InceptionExtractor.from_variables(random_variables(), batch_size=FLAGS.batch_size)
+  rng = np.random.default_rng(0)
+  shape = (FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
+  images = rng.integers(0, 256, shape, dtype=np.uint8)
+
+  t0 = time.perf_counter()
+  extractor(images)  # compiles, then runs once
+  first_s = time.perf_counter() - t0
+  timed = np.concatenate([images] * FLAGS.batches)
+  t0 = time.perf_counter()
+  features, _ = extractor(timed)
+  seconds = time.perf_counter() - t0
+  assert np.all(np.isfinite(features))
+  result = {
+      "device": jax.devices()[0].device_kind,
+      "batch_size": FLAGS.batch_size,
+      "image_size": FLAGS.image_size,
+      "channels": FLAGS.channels,
+      "first_call_s": round(first_s, 2),
+      "images": len(timed),
+      "seconds": round(seconds, 2),
+      "images_per_s": round(len(timed) / seconds, 2),
+  }
+  print(f"first call (compile + 1 batch): {first_s:.1f} s; {len(timed)} images in {seconds:.1f} s: "
+        f"{len(timed) / seconds:.1f} images/s on {result['device']}")
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -338,10 +338,23 @@ def test_resize_is_torch_bilinear(src, dst):
   np.testing.assert_allclose(got, _torch_bilinear(x.astype(np.float64), *dst), atol=1e-5)
 
 
+def test_preprocess_is_pytorch_fids():
+  """[0, 255] -> [0, 1], torch-bilinear resize to 299x299, then [-1, 1]; grey repeated over RGB."""
+  images = np.random.default_rng(9).integers(0, 256, (2, 20, 24, 1), dtype=np.uint8)
+  got = np.asarray(inc.preprocess(jnp.asarray(images)))
+  assert got.shape == (2, 299, 299, 3) and got.dtype == np.float32
+  for n in range(2):
+    want = _torch_bilinear(images[n, :, :, 0] / 255.0, 299, 299) * 2 - 1
+    for c in range(3):
+      np.testing.assert_allclose(got[n, :, :, c], want, atol=2e-5)
+  assert got.min() >= -1 and got.max() <= 1
+
+
 def test_extractor(weights):
   """Batching with a padded last batch, grey images as RGB, and the fc head, on the synthetic weight file."""
   path, variables = weights
   extractor = inc.InceptionExtractor(path, batch_size=2)
+  assert len(extractor.devices) == 1  # 2 images do not split over the 4 test devices
   assert (extractor.feature_dim, extractor.num_classes) == (2048, 1008) and "2015-12-05" in extractor.name
   grey = np.random.default_rng(8).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
   features, logits = extractor(grey)
@@ -353,16 +366,24 @@ def test_extractor(weights):
   alone, _ = extractor(grey[2:])  # first in a padded batch instead of last
   np.testing.assert_allclose(alone, features[2:], rtol=1e-5, atol=1e-5)
 
-  rgb = np.repeat(grey[:2], 3, axis=-1)
-  rgb_features, _ = extractor(rgb)
+  rgb_features, _ = extractor(np.repeat(grey[:2], 3, axis=-1))
   np.testing.assert_allclose(rgb_features, features[:2], rtol=1e-5, atol=1e-5)
-  net = model_lib.FIDInceptionV3()
-  x = inc.resize_bilinear(jnp.asarray(rgb, jnp.float32) / 255.0, 299, 299) * 2 - 1
-  want, _ = jax.jit(net.apply)(variables, x)
-  np.testing.assert_allclose(rgb_features, want, rtol=1e-4, atol=1e-4)
 
   empty_f, empty_l = extractor(np.zeros((0, 32, 32, 3), np.uint8))
   assert empty_f.shape == (0, 2048) and empty_l.shape == (0, 1008)
+
+
+def test_extractor_splits_batches_over_devices(weights):
+  """With 4 devices (tests/conftest.py) and batch_size 4, each device takes one image; same features."""
+  path, variables = weights
+  images = np.random.default_rng(10).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+  sharded = inc.InceptionExtractor.from_variables(variables, batch_size=4)
+  assert len(sharded.devices) == jax.local_device_count() == 4
+  single = inc.InceptionExtractor.from_variables(variables, batch_size=4, devices=jax.local_devices()[:1])
+  got, got_logits = sharded(images)
+  want, want_logits = single(images)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got_logits, want_logits, rtol=1e-5, atol=1e-5)
 
 
 def test_extractor_rejects_bad_images(weights):

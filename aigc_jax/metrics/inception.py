@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from aigc_jax.errors import UserError
 from aigc_jax.models import inception as inception_model
@@ -360,39 +361,51 @@ def resize_bilinear(images: jax.Array, height: int, width: int) -> jax.Array:
     return jax.image.resize(images, (n, height, width, c), method="bilinear", antialias=False)
 
 
+def preprocess(images: jax.Array) -> jax.Array:
+    """uint8 [N, H, W, 1 or 3] -> float32 [N, 299, 299, 3] in [-1, 1], as pytorch-fid feeds its network."""
+    x = images.astype(jnp.float32) / 255.0
+    if x.shape[-1] == 1:
+        x = jnp.repeat(x, 3, axis=-1)
+    size = inception_model.INPUT_SIZE
+    return resize_bilinear(x, size, size) * 2.0 - 1.0
+
+
 class InceptionExtractor:
-    """uint8 images -> (pool3 features [N, 2048], logits [N, 1008]) of the FID Inception-v3."""
+    """uint8 images -> (pool3 features [N, 2048], logits [N, 1008]) of the FID Inception-v3.
+
+    Each batch is split over this process's devices (`devices`, default all local ones) when
+    `batch_size` divides by their number, else it runs on the first of them.
+    """
 
     name = "inception_fid_2015-12-05"
     feature_dim = inception_model.FEATURE_DIM
     num_classes = inception_model.NUM_CLASSES
 
-    def __init__(self, weights_path: str, batch_size: int = 50):
-        self._setup(lambda: load_fid_inception(weights_path), batch_size)
+    def __init__(self, weights_path: str, batch_size: int = 50, *, devices=None):
+        self._setup(lambda: load_fid_inception(weights_path), batch_size, devices)
 
     @classmethod
-    def from_variables(cls, variables, batch_size: int = 50) -> "InceptionExtractor":
+    def from_variables(cls, variables, batch_size: int = 50, *, devices=None) -> "InceptionExtractor":
         """An extractor with the given Flax variables instead of a weight file (benchmarks, tests)."""
         extractor = cls.__new__(cls)
-        extractor._setup(lambda: variables, batch_size)
+        extractor._setup(lambda: variables, batch_size, devices)
         return extractor
 
-    def _setup(self, get_variables, batch_size):
+    def _setup(self, get_variables, batch_size, devices):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise UserError(f"Inception batch size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
-        self._variables = jax.device_put(get_variables())
+        devices = list(devices) if devices is not None else jax.local_devices()
+        if self.batch_size % len(devices):
+            devices = devices[:1]
+        self.devices = devices
+        mesh = Mesh(np.array(devices), ("data",))
+        replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+        self._variables = jax.device_put(get_variables(), replicated)
         # HIGHEST keeps float32 convolutions on GPUs (TF32) and TPUs (bf16 passes): FID is sensitive to them.
         self._model = inception_model.FIDInceptionV3(precision=jax.lax.Precision.HIGHEST)
-        self._forward = jax.jit(self._forward_impl)
-
-    def _forward_impl(self, variables, images):
-        x = images.astype(jnp.float32) / 255.0
-        if x.shape[-1] == 1:
-            x = jnp.repeat(x, 3, axis=-1)
-        size = inception_model.INPUT_SIZE
-        x = resize_bilinear(x, size, size) * 2.0 - 1.0
-        return self._model.apply(variables, x)
+        self._forward = jax.jit(lambda variables, images: self._model.apply(variables, preprocess(images)),
+                                in_shardings=(replicated, split), out_shardings=split)
 
     def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
         images = np.asarray(images)

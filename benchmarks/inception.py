@@ -3,7 +3,8 @@
   python benchmarks/inception.py --batch_size 50 --image_size 32 --batches 3
 
 Uses random weights unless --weights names pytorch-fid's file (speed does not depend on the values).
-Prints compile seconds and images/s; the last line is one JSON object with those fields.
+Prints the first call's seconds (compile + one batch), images/s, XLA's cost-analysis FLOPs per image of
+the network at 299x299 and the achieved GFLOP/s; the last line is one JSON object with those fields.
 """
 
 import json
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from aigc_jax.metrics import inception  # noqa: E402
+from aigc_jax.models import inception as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", "", "pytorch-fid's pt_inception-2015-12-05-*.pth; empty: random weights.")
@@ -41,11 +43,21 @@ def random_variables(seed=0):
   return variables
 
 
+def network_flops_per_image(variables) -> float:
+  """XLA's FLOP count of one 299x299 image through the network (resize excluded)."""
+  size = model_lib.INPUT_SIZE
+  x = jax.ShapeDtypeStruct((1, size, size, 3), np.float32)
+  cost = jax.jit(model_lib.FIDInceptionV3().apply).lower(variables, x).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
 def main(_):
   if FLAGS.weights:
-    extractor = inception.InceptionExtractor(FLAGS.weights, batch_size=FLAGS.batch_size)
+    variables = inception.load_fid_inception(FLAGS.weights)
   else:
-    extractor = inception.InceptionExtractor.from_variables(random_variables(), batch_size=FLAGS.batch_size)
+    variables = random_variables()
+  extractor = inception.InceptionExtractor.from_variables(variables, batch_size=FLAGS.batch_size)
   rng = np.random.default_rng(0)
   shape = (FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, FLAGS.channels)
   images = rng.integers(0, 256, shape, dtype=np.uint8)
@@ -58,6 +70,7 @@ def main(_):
   features, _ = extractor(timed)
   seconds = time.perf_counter() - t0
   assert np.all(np.isfinite(features))
+  flops = network_flops_per_image(variables)
   result = {
       "device": jax.devices()[0].device_kind,
       "batch_size": FLAGS.batch_size,
@@ -67,9 +80,12 @@ def main(_):
       "images": len(timed),
       "seconds": round(seconds, 2),
       "images_per_s": round(len(timed) / seconds, 2),
+      "gflop_per_image": round(flops / 1e9, 2),
+      "gflop_per_s": round(flops * len(timed) / seconds / 1e9, 1),
   }
   print(f"first call (compile + 1 batch): {first_s:.1f} s; {len(timed)} images in {seconds:.1f} s: "
-        f"{len(timed) / seconds:.1f} images/s on {result['device']}")
+        f"{len(timed) / seconds:.1f} images/s on {result['device']}; {flops / 1e9:.2f} GFLOP/image, "
+        f"{result['gflop_per_s']} GFLOP/s")
   print(json.dumps(result))
 
 

@@ -173,6 +173,11 @@ def test_reader_rejects_non_torch_files(tmp_path):
         dst.writestr(item, src.read(item))
   with pytest.raises(UserError, match="lacks"):
     inc.read_torch_file(str(tmp_path / "cut2.pth"))
+  torch_files.save_legacy(tmp_path / "legacy.pth", {"w": np.ones((4, 4), np.float32)})
+  data = (tmp_path / "legacy.pth").read_bytes()
+  (tmp_path / "short.pth").write_bytes(data[:-10])
+  with pytest.raises(UserError, match="short.pth: legacy torch file is truncated"):
+    inc.read_torch_file(str(tmp_path / "short.pth"))
 
 
 # ---------------------------------------------------------------------------------------------

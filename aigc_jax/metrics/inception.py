@@ -205,7 +205,7 @@ def _read_legacy(path: str, f: io.BytesIO):
             storages[key] = _Storage(storage_type.dtype, int(numel))
         if view_metadata is None:
             return storages[key]
-        view_key, offset, view_numel = view_metadata
+        _, offset, view_numel = view_metadata
         return _StorageView(storages[key], int(offset), int(view_numel))
 
     obj = _Unpickler(f, path, load_storage).load()
@@ -234,15 +234,15 @@ def read_torch_file(path: str):
             with zipfile.ZipFile(path) as zf:
                 obj = _read_zip(path, zf)
         elif tarfile.is_tarfile(path):
-            raise UserError(f"{path}: tar-format torch files (PyTorch < 0.4) are not supported; re-save it with "
-                            "a current PyTorch")
+            raise UserError(f"{path}: tar-format torch files (PyTorch before 0.1.10) are not supported; re-save "
+                            "it with a current PyTorch")
         else:
             with open(path, "rb") as f:
                 obj = _read_legacy(path, io.BytesIO(f.read()))
     except UserError:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, IndexError,
-            AttributeError, KeyError, UnicodeDecodeError) as e:
+            AttributeError, KeyError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise UserError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
     return _materialize(obj)
 

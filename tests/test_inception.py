@@ -365,15 +365,15 @@ def test_extractor(weights):
   extractor = inc.InceptionExtractor(path, batch_size=2)
   assert len(extractor.devices) == 1  # 2 images do not split over the 4 test devices
   assert (extractor.feature_dim, extractor.num_classes) == (2048, 1008) and "2015-12-05" in extractor.name
-  grey = np.random.default_rng(8).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
-  features, logits = extractor(grey)
-  assert features.shape == (3, 2048) and logits.shape == (3, 1008)
+  grey = np.random.default_rng(8).integers(0, 256, (5, 32, 32, 1), dtype=np.uint8)
+  features, logits = extractor(grey)  # 3 batches, more than the extractor keeps in flight
+  assert features.shape == (5, 2048) and logits.shape == (5, 1008)
   assert features.dtype == logits.dtype == np.float32 and np.all(np.isfinite(features))
   assert np.ptp(features, axis=0).max() > 0  # different images, different features
   fc = variables["params"]["fc"]
   np.testing.assert_allclose(logits, features @ fc["kernel"] + fc["bias"], rtol=1e-4, atol=1e-4)
-  alone, _ = extractor(grey[2:])  # first in a padded batch instead of last
-  np.testing.assert_allclose(alone, features[2:], rtol=1e-5, atol=1e-5)
+  alone, _ = extractor(grey[4:])  # first in a padded batch instead of last
+  np.testing.assert_allclose(alone, features[4:], rtol=1e-5, atol=1e-5)
 
   rgb_features, _ = extractor(np.repeat(grey[:2], 3, axis=-1))
   np.testing.assert_allclose(rgb_features, features[:2], rtol=1e-5, atol=1e-5)

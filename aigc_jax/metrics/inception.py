@@ -417,13 +417,24 @@ class InceptionExtractor:
         n = images.shape[0]
         if n == 0:
             return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_classes), np.float32)
-        outputs = []
+        features = np.empty((n, self.feature_dim), np.float32)
+        logits = np.empty((n, self.num_classes), np.float32)
+        in_flight = collections.deque()  # two batches queued: the device stays busy, memory stays bounded
+
+        def collect():
+            start, (f, l) = in_flight.popleft()
+            stop = min(start + self.batch_size, n)
+            features[start:stop] = np.asarray(f)[:stop - start]
+            logits[start:stop] = np.asarray(l)[:stop - start]
+
         for start in range(0, n, self.batch_size):
             batch = images[start:start + self.batch_size]
             if len(batch) < self.batch_size:
                 pad = np.zeros((self.batch_size - len(batch),) + batch.shape[1:], np.uint8)
                 batch = np.concatenate([batch, pad])
-            outputs.append(self._forward(self._variables, batch))  # dispatched asynchronously
-        features = np.concatenate([np.asarray(f) for f, _ in outputs])[:n]
-        logits = np.concatenate([np.asarray(l) for _, l in outputs])[:n]
-        return features.astype(np.float32), logits.astype(np.float32)
+            in_flight.append((start, self._forward(self._variables, batch)))
+            if len(in_flight) > 2:
+                collect()
+        while in_flight:
+            collect()
+        return features, logits

@@ -18,6 +18,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from aigc_jax.errors import UserError  # noqa: E402
 from aigc_jax.metrics import inception  # noqa: E402
 from aigc_jax.models import inception as model_lib  # noqa: E402
 
@@ -54,7 +55,11 @@ def network_flops_per_image(variables) -> float:
 
 def main(_):
   if FLAGS.weights:
-    variables = inception.load_fid_inception(FLAGS.weights)
+    try:
+      variables = inception.load_fid_inception(FLAGS.weights)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   else:
     variables = random_variables()
   extractor = inception.InceptionExtractor.from_variables(variables, batch_size=FLAGS.batch_size)

@@ -3,6 +3,8 @@
 import collections
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -207,6 +209,19 @@ def test_missing_weight_file_says_where_to_get_it(tmp_path):
     inc.InceptionExtractor(str(tmp_path / "nope.pth"))
   with pytest.raises(UserError, match="config.eval.inception_weights"):
     inc.load_fid_inception("")
+
+
+def test_benchmark_command_reports_missing_weights(tmp_path):
+  """On the command line a missing file is one `error:` line and exit code 2, not a traceback."""
+  root = Path(__file__).resolve().parents[1]
+  result = subprocess.run([sys.executable, str(root / "benchmarks" / "inception.py"), "--weights",
+                           str(tmp_path / "pt_inception.pth")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "pt_inception.pth does not exist; download it from https://" in errors[0]
+  assert "Traceback" not in result.stderr
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_state_dicts_name_the_key():

@@ -131,7 +131,6 @@ _GLOBALS = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
 }
 
 
@@ -143,6 +142,8 @@ class _Unpickler(pickle.Unpickler):
         self._path, self._load_storage = path, load_storage
 
     def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)  # a fresh one: a pickle may BUILD (set attributes on) what it loads
         try:
             return _GLOBALS[(module, name)]
         except KeyError:
@@ -239,12 +240,12 @@ def read_torch_file(path: str):
         else:
             with open(path, "rb") as f:
                 obj = _read_legacy(path, io.BytesIO(f.read()))
+        return _materialize(obj)
     except UserError:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, IndexError,
             AttributeError, KeyError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise UserError(f"{path}: not a readable torch.save file ({type(e).__name__}: {e})") from None
-    return _materialize(obj)
 
 
 # --------------------------------------------------------------------------------------------

@@ -262,7 +262,8 @@ def down_case(shape, features, use_bias, seed=0):
     ((1, 4, 4, 16), 32, False),  # batch 1, 4x4 -> 2x2 (the last layer's shape)
     ((3, 7, 5, 5), 3, True),  # odd sizes pad (1, 2) like 'SAME'; odd channel counts
     ((2, 1, 1, 3), 5, False),  # 1x1 -> 1x1
-    ((2, 16, 16, 8), 16, True),
+    ((2, 16, 16, 8), 16, True),  # 'auto' takes the space-to-depth input gradient
+    ((1, 2, 2, 256), 3, False),  # 'auto' takes the matmul form throughout
   ],
 )
 def test_downconv_matches_conv(shape, features, use_bias):
@@ -335,6 +336,17 @@ def test_downconv_param_tree_identical_to_conv():
     assert jax.tree.structure(got) == jax.tree.structure(want)
     assert got["params"]["kernel"].shape == (4, 4, 3, 16)
     assert_trees_close(got, want, rtol=0, atol=0)
+
+
+def test_downconv_auto_picks_per_shape():
+  """Each formulation is chosen for some DCGAN layer on CPU, and plain XLA elsewhere."""
+  forms = layers._fast_downconv_forms
+  assert forms((64, 8, 8, 256)) == ("s2d_matmul",) * 3
+  assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "xla")
+  assert forms((64, 8, 8, 128)) == ("xla",) * 3
+  x, k = jnp.ones((1, 2, 2, 256)), jnp.ones((4, 4, 256, 2))
+  assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="xla"))(x, k))
+  assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))
 
 
 def test_downconv_rejects_unknown_options():

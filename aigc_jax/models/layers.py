@@ -299,7 +299,7 @@ def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
   if kernel.shape[:2] != (4, 4):
     raise ValueError(f"downconv needs a 4x4 kernel, got {kernel.shape[:2]}")
   if forms is None:
-    forms = _DOWNCONV_FAST if resolve_impl(impl) == "fast" else ("xla",) * 3
+    forms = _fast_downconv_forms(x.shape) if resolve_impl(impl) == "fast" else ("xla",) * 3
   for f in forms:
     if f not in DOWNCONV_FORMS:
       raise ValueError(f"downconv form must be one of {DOWNCONV_FORMS}, got {f!r}")
@@ -308,7 +308,23 @@ def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
   return _downconv_mixed(x, kernel, precision, *forms)
 
 
-_DOWNCONV_FAST = ("xla", "s2d_conv", "xla")
+# Chosen per layer shape from benchmarks/conv_forms.py on a 2-core x86 CPU (jax 0.12, XLA:CPU).
+_S2D_INPUT_GRAD_MIN_SIZE = 16
+_S2D_MATMUL_MIN_CHANNELS = 256
+
+
+def _fast_downconv_forms(x_shape):
+  """(forward, input_grad, kernel_grad) forms for an NHWC input of this shape.
+
+  XLA:CPU's strided forward and kernel gradient are its fastest on most DCGAN layers; its input
+  gradient (an lhs-dilated convolution) loses to the space-to-depth one on large feature maps, and
+  on deep, small maps four thick matmuls beat all of its convolutions.
+  """
+  if x_shape[-1] >= _S2D_MATMUL_MIN_CHANNELS:
+    return ("s2d_matmul",) * 3
+  if min(x_shape[-3:-1]) >= _S2D_INPUT_GRAD_MIN_SIZE:
+    return ("xla", "s2d_conv", "xla")
+  return ("xla",) * 3
 
 
 class DownConv(nn.Module):

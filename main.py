@@ -28,11 +28,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from aigc_jax.errors import UserError
-  from aigc_jax import classify, distributed, loop, sample, train
+  from aigc_jax import classify, compilation, distributed, loop, sample, train
 
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
   try:
+    compilation.enable()  # before anything compiles; $AIGC_COMPILATION_CACHE=off disables it.
     distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
     is_classifier = config.task == "classifier"
     if FLAGS.mode == "classify" and not is_classifier:

@@ -17,6 +17,8 @@ from aigc_jax.errors import UserError
 
 # Config entries that must match to resume: they change the networks or their inputs.
 RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule")
+# Formulations of the same layers (same parameters and values): a checkpoint moves freely between them.
+INTERCHANGEABLE_KEYS = ("model.upconv_impl", "model.downconv_impl")
 
 
 def _flat(d, prefix=""):
@@ -34,6 +36,7 @@ def incompatible_keys(saved: dict, current: dict) -> list[str]:
   """Keys under RESUME_KEYS whose values differ between two config dicts."""
   a, b = _flat(saved), _flat(current)
   keys = {k for k in a.keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
+  keys -= set(INTERCHANGEABLE_KEYS)
   return sorted(k for k in keys if a.get(k) != b.get(k))
 
 

@@ -34,6 +34,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
     raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
   if config.model.upconv_impl not in ("auto", "xla", "fast"):
     raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
+  if config.model.get("downconv_impl", "auto") not in ("auto", "xla", "fast"):
+    raise UserError(f"config.model.downconv_impl='{config.model.downconv_impl}' is not one of auto, xla, fast")
   for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
     if t[key] <= 0:
       raise UserError(f"config.train.{key}={t[key]} must be positive")

@@ -14,6 +14,7 @@ def get_config():
   config.model.g_features = 64
   config.model.d_features = 64
   config.model.upconv_impl = "auto"  # transposed-conv formulation: auto (fast on CPU), xla, fast
+  config.model.downconv_impl = "auto"  # D's stride-2 conv formulation: auto (fast on CPU), xla, fast
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "tfds"  # tfds | digits | files

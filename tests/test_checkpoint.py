@@ -148,3 +148,12 @@ def test_training_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path, monk
   with pytest.raises(FloatingPointError, match="non-finite metrics at step 6"):
     train.train_and_evaluate(smoke_config(), str(tmp_path))
   assert Checkpoints(tmp_path / "checkpoints").latest_step() == 3
+
+
+def test_layer_formulations_do_not_block_resuming():
+  """upconv_impl / downconv_impl change how layers compute, not their parameters."""
+  saved = smoke_config().to_dict()
+  del saved["model"]["downconv_impl"]  # a checkpoint from before the key existed
+  now = smoke_config(**{"model.upconv_impl": "xla", "model.downconv_impl": "fast"}).to_dict()
+  assert incompatible_keys(saved, now) == []
+  assert incompatible_keys(saved, smoke_config(**{"model.d_features": 16}).to_dict()) == ["model.d_features"]

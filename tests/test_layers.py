@@ -217,3 +217,143 @@ def test_pmap():
   got = jax.pmap(grads(UpConv(6, use_bias=True)), in_axes=(None, 0))(params, x)
   want = jax.jit(jax.vmap(grads(reference(6, use_bias=True)), in_axes=(None, 0)))(params, x)
   assert_trees_close(got, want, **TOL)
+
+
+# ---------------------------------------------------------------------------------------- DownConv
+
+from aigc_jax.models.layers import DownConv  # noqa: E402
+
+# Every pure formulation, and mixes that route each gradient through a different one.
+DOWN_FORMS = [(f,) * 3 for f in layers.DOWNCONV_FORMS] + [
+  ("xla", "s2d_matmul", "xla"),
+  ("s2d_conv", "xla", "s2d_matmul"),
+  ("s2d_matmul", "s2d_conv", "xla"),
+]
+
+
+def down_reference(features, use_bias=False):
+  return nn.Conv(features, (4, 4), strides=(2, 2), padding="SAME", use_bias=use_bias,
+                 kernel_init=nn.initializers.normal(0.02))
+
+
+def down_functional(forms):
+  def apply(variables, x):
+    p = variables["params"]
+    y = layers.downconv(x, p["kernel"], forms=forms)
+    return y if "bias" not in p else y + p["bias"]
+
+  return apply
+
+
+def down_case(shape, features, use_bias, seed=0):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  params = {"kernel": jnp.asarray(0.1 * rng.standard_normal((4, 4, shape[-1], features)), jnp.float32)}
+  if use_bias:
+    params["bias"] = jnp.asarray(rng.standard_normal(features), jnp.float32)
+  out = shape[:-3] + (-(-shape[-3] // 2), -(-shape[-2] // 2), features)
+  return x, params, jnp.asarray(rng.standard_normal(out), jnp.float32)
+
+
+@pytest.mark.parametrize(
+  "shape, features, use_bias",
+  [
+    ((2, 8, 8, 3), 8, False),  # the first DCGAN layer, small
+    ((1, 4, 4, 16), 32, False),  # batch 1, 4x4 -> 2x2 (the last layer's shape)
+    ((3, 7, 5, 5), 3, True),  # odd sizes pad (1, 2) like 'SAME'; odd channel counts
+    ((2, 1, 1, 3), 5, False),  # 1x1 -> 1x1
+    ((2, 16, 16, 8), 16, True),  # 'auto' takes the space-to-depth input gradient
+    ((1, 2, 2, 256), 3, False),  # 'auto' takes the matmul form throughout
+  ],
+)
+def test_downconv_matches_conv(shape, features, use_bias):
+  """Values, input and kernel gradients of every formulation equal nn.Conv's."""
+  x, params, cot = down_case(shape, features, use_bias)
+
+  @jax.jit
+  def run(params, x, cot):
+    want = value_and_vjp(down_reference(features, use_bias), params, x, cot)
+    got = {"/".join(forms): value_and_vjp(down_functional(forms), params, x, cot) for forms in DOWN_FORMS}
+    for impl in ("auto", "fast", "xla"):
+      got[impl] = value_and_vjp(DownConv(features, use_bias=use_bias, impl=impl), params, x, cot)
+    return want, got
+
+  want, got = run(params, x, cot)
+  assert want[0].shape == cot.shape
+  for name, result in got.items():
+    assert jax.tree.structure(result) == jax.tree.structure(want), name
+    assert_trees_close(result, want, **TOL)
+
+
+def test_downconv_matches_lax_under_vmap_and_leading_batch_dims():
+  x, params, cot = down_case((2, 3, 6, 6, 5), 7, use_bias=False)
+  lax_conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), "SAME",
+                                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def vjp(f):
+    y, pullback = jax.vjp(f, x, params["kernel"])
+    return (y,) + pullback(cot)
+
+  @jax.jit
+  def run(x, params, cot):
+    want = vjp(jax.vmap(lax_conv, in_axes=(0, None)))
+    got = [vjp(jax.vmap(lambda x, k, f=f: layers.downconv(x, k, forms=f), in_axes=(0, None))) for f in DOWN_FORMS]
+    module = DownConv(7)
+    got.append(vjp(lambda x, k: module.apply({"params": {"kernel": k}}, x)))  # (2, 3) leading dims
+    return want, got
+
+  want, got = run(x, params, cot)
+  for result in got:
+    assert_trees_close(result, want, **TOL)
+
+
+def test_downconv_jvp_and_second_order():
+  """The mixed formulation's custom_jvp also serves forward mode and gradients of gradients."""
+  x, params, _ = down_case((2, 6, 6, 4), 5, use_bias=False)
+  k = params["kernel"]
+  tangents = (jnp.ones_like(x), jnp.ones_like(k))
+
+  def grad_norm(f):
+    return jax.grad(lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, k) ** 2))(x) ** 2))
+
+  fns = [lambda x, k, f=f: layers.downconv(x, k, forms=f) for f in DOWN_FORMS]
+
+  @jax.jit
+  def run(x, k):
+    return [(jax.jvp(f, (x, k), tangents)[1], grad_norm(f)(k)) for f in fns]
+
+  want, *got = run(x, k)
+  for result in got:
+    assert_trees_close(result, want, **TOL)
+
+
+def test_downconv_param_tree_identical_to_conv():
+  x = jnp.ones((1, 8, 8, 3))
+  key = jax.random.key(3, impl="rbg")
+  for use_bias in (False, True):
+    modules = (down_reference(16, use_bias), DownConv(16, use_bias=use_bias))
+    want, got = jax.jit(lambda key: [m.init(key, x) for m in modules])(key)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    assert got["params"]["kernel"].shape == (4, 4, 3, 16)
+    assert_trees_close(got, want, rtol=0, atol=0)
+
+
+def test_downconv_auto_picks_per_shape():
+  """Each formulation is chosen for some DCGAN layer on CPU, and plain XLA elsewhere."""
+  forms = layers._fast_downconv_forms
+  assert forms((64, 8, 8, 256)) == ("s2d_matmul",) * 3
+  assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "xla")
+  assert forms((64, 8, 8, 128)) == ("xla",) * 3
+  x, k = jnp.ones((1, 2, 2, 256)), jnp.ones((4, 4, 256, 2))
+  assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="xla"))(x, k))
+  assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))
+
+
+def test_downconv_rejects_unknown_options():
+  x, k = jnp.ones((1, 4, 4, 3)), jnp.ones((4, 4, 3, 2))
+  with pytest.raises(ValueError, match="impl"):
+    layers.downconv(x, k, impl="cuda")
+  with pytest.raises(ValueError, match="form"):
+    layers.downconv(x, k, forms=("xla", "fft", "xla"))
+  with pytest.raises(ValueError, match="4x4"):
+    layers.downconv(x, jnp.ones((3, 3, 3, 2)))

@@ -20,5 +20,5 @@ def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=Non
   g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
                       bn_axis_name=bn_axis_name, upconv_impl=model_config.upconv_impl)
   d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
-                          bn_axis_name=bn_axis_name)
+                          bn_axis_name=bn_axis_name, downconv_impl=model_config.get("downconv_impl", "auto"))
   return g, d

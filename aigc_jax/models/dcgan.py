@@ -11,7 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from aigc_jax.models.layers import UpConv
+from aigc_jax.models.layers import DownConv, UpConv
 
 SUPPORTED_RESOLUTIONS = (32, 64)
 dcgan_init = nn.initializers.normal(0.02)
@@ -62,6 +62,7 @@ class Discriminator(nn.Module):
   channels: int = 3
   features: int = 64
   bn_axis_name: str | None = None
+  downconv_impl: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -70,8 +71,8 @@ class Discriminator(nn.Module):
     features = []
     x = x.astype(self.dtype)
     for i in range(n):
-      x = nn.Conv(self.features * 2**i, (4, 4), strides=(2, 2), padding="SAME", use_bias=False,
-                  kernel_init=dcgan_init, dtype=self.dtype, name=f"conv{i}")(x)
+      x = DownConv(self.features * 2**i, kernel_init=dcgan_init, impl=self.downconv_impl, dtype=self.dtype,
+                   name=f"conv{i}")(x)
       if i > 0:  # DCGAN: no normalisation on the first layer.
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                          scale_init=_bn_scale_init, dtype=self.dtype, name=f"bn{i}")(x)

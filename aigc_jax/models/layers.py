@@ -210,3 +210,151 @@ class UpConv(nn.Module):
     if len(batch_shape) != 1:
       y = y.reshape(batch_shape + y.shape[1:])
     return y
+
+
+# ----------------------------------------------------------------------------------------------------
+# DownConv: the discriminator's 4x4 / stride-2 / 'SAME' convolution.
+#
+# With xp = x padded as 'SAME' pads it (to an even size 2 * out + 2) and s = space_to_depth(xp), i.e.
+# s[n, i, j, (ry, rx, c)] = xp[n, 2i + ry, 2j + rx, c], the strided convolution is the stride-1
+# 2x2 'VALID' convolution
+#   y[n, i, j] = sum_{qy, qx in {0, 1}} s[n, i + qy, j + qx] @ k2[qy, qx],
+#   k2[qy, qx, (ry, rx, c), o] = kernel[2 qy + ry, 2 qx + rx, c, o].
+# Its transposes are stride-1 too, so no gradient needs XLA's window-dilated convolutions.
+
+DOWNCONV_FORMS = ("xla", "s2d_conv", "s2d_matmul")
+
+
+def _same_pads(size: int) -> tuple[int, tuple[int, int]]:
+  """Output size and (low, high) padding of a 4-wide, stride-2 'SAME' window."""
+  out = -(-size // 2)
+  total = max(2 * (out - 1) + 4 - size, 0)
+  return out, (total // 2, total - total // 2)
+
+
+def _space_to_depth(x):
+  """Pads as 'SAME' does and folds 2x2 pixel blocks into channels: (N, Ho + 1, Wo + 1, 4 C)."""
+  n, h, w, c = x.shape
+  ho, pad_h = _same_pads(h)
+  wo, pad_w = _same_pads(w)
+  x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+  return x.reshape(n, ho + 1, 2, wo + 1, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, ho + 1, wo + 1, 4 * c)
+
+
+def _fold_kernel(kernel):
+  """(4, 4, C, O) -> (2, 2, 4 C, O), matching :func:`_space_to_depth`'s channel order."""
+  c, o = kernel.shape[2:]
+  return kernel.reshape(2, 2, 2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c, o)
+
+
+def _downconv_xla(x, kernel, precision):
+  """Exactly what ``nn.Conv(features, (4, 4), (2, 2), padding='SAME')`` computes."""
+  return lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                  precision=precision)
+
+
+def _downconv_s2d_conv(x, kernel, precision):
+  return lax.conv_general_dilated(_space_to_depth(x), _fold_kernel(kernel), (1, 1), "VALID",
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+
+
+def _downconv_s2d_matmul(x, kernel, precision):
+  """Four (pixels x 4C) @ (4C x O) matmuls on shifted views of the space-to-depth input."""
+  s, k2 = _space_to_depth(x), _fold_kernel(kernel)
+  ho, wo = s.shape[1] - 1, s.shape[2] - 1
+  taps = [jnp.einsum("nhwi,io->nhwo", s[:, qy : qy + ho, qx : qx + wo], k2[qy, qx], precision=precision)
+          for qy in range(2) for qx in range(2)]
+  return functools.reduce(operator.add, taps)
+
+
+_DOWNCONV = {"xla": _downconv_xla, "s2d_conv": _downconv_s2d_conv, "s2d_matmul": _downconv_s2d_matmul}
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _downconv_mixed(x, kernel, precision, forward, input_grad, kernel_grad):
+  return _DOWNCONV[forward](x, kernel, precision)
+
+
+@functools.partial(_downconv_mixed.defjvp, symbolic_zeros=True)
+def _downconv_mixed_jvp(precision, forward, input_grad, kernel_grad, primals, tangents):
+  """Each tangent is linear in its argument, so each can take its own formulation and with it the
+  formulation of its transpose: the input and kernel gradients."""
+  x, kernel = primals
+  x_dot, kernel_dot = tangents
+  y = _DOWNCONV[forward](x, kernel, precision)
+  terms = []
+  if not isinstance(x_dot, SymbolicZero):
+    terms.append(_DOWNCONV[input_grad](x_dot, kernel, precision))
+  if not isinstance(kernel_dot, SymbolicZero):
+    terms.append(_DOWNCONV[kernel_grad](x, kernel_dot, precision))
+  return y, functools.reduce(operator.add, terms)
+
+
+def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
+  """``lax.conv_general_dilated(x, kernel, (2, 2), 'SAME')`` on NHWC / HWIO with a 4x4 kernel.
+
+  ``forms`` = (forward, input_grad, kernel_grad), each one of :data:`DOWNCONV_FORMS`, overrides the
+  choice that ``impl`` makes (for benchmarks and tests).
+  """
+  if kernel.shape[:2] != (4, 4):
+    raise ValueError(f"downconv needs a 4x4 kernel, got {kernel.shape[:2]}")
+  if forms is None:
+    forms = _fast_downconv_forms(x.shape) if resolve_impl(impl) == "fast" else ("xla",) * 3
+  for f in forms:
+    if f not in DOWNCONV_FORMS:
+      raise ValueError(f"downconv form must be one of {DOWNCONV_FORMS}, got {f!r}")
+  if len(set(forms)) == 1:
+    return _DOWNCONV[forms[0]](x, kernel, precision)
+  return _downconv_mixed(x, kernel, precision, *forms)
+
+
+# Chosen per layer shape from benchmarks/conv_forms.py on a 2-core x86 CPU (jax 0.12, XLA:CPU).
+_S2D_INPUT_GRAD_MIN_SIZE = 16
+_S2D_MATMUL_MIN_CHANNELS = 256
+
+
+def _fast_downconv_forms(x_shape):
+  """(forward, input_grad, kernel_grad) forms for an NHWC input of this shape.
+
+  XLA:CPU's strided forward and kernel gradient are its fastest on most DCGAN layers; its input
+  gradient (an lhs-dilated convolution) loses to the space-to-depth one on large feature maps, and
+  on deep, small maps four thick matmuls beat all of its convolutions.
+  """
+  if x_shape[-1] >= _S2D_MATMUL_MIN_CHANNELS:
+    return ("s2d_matmul",) * 3
+  if min(x_shape[-3:-1]) >= _S2D_INPUT_GRAD_MIN_SIZE:
+    return ("xla", "s2d_conv", "xla")
+  return ("xla",) * 3
+
+
+class DownConv(nn.Module):
+  """Drop-in for ``nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME')`` on NHWC inputs.
+
+  Same parameters ('kernel' (4, 4, in, out), optional 'bias') and values as ``nn.Conv``, so
+  checkpoints move freely between the two; ``impl`` chooses how the convolution and its gradients
+  are formulated ('auto': the fastest measured on the CPU backend, XLA's own op elsewhere).
+  """
+
+  features: int
+  use_bias: bool = False
+  kernel_init: Callable = nn.initializers.normal(0.02)
+  bias_init: Callable = nn.initializers.zeros_init()
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  precision: Any = None
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    batch_shape = inputs.shape[:-3]
+    if len(batch_shape) != 1:
+      inputs = inputs.reshape((-1,) + inputs.shape[-3:])
+    kernel = self.param("kernel", self.kernel_init, (4, 4, inputs.shape[-1], self.features), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    y = downconv(inputs, kernel, impl=self.impl, precision=self.precision)
+    if bias is not None:
+      y = y + bias
+    if len(batch_shape) != 1:
+      y = y.reshape(batch_shape + y.shape[1:])
+    return y

@@ -1,0 +1,226 @@
+"""Times the project's jitted DCGAN train step against the same model in PyTorch eager, side by side.
+
+  python benchmarks/compare_pytorch.py --torch_python /work/torchvenv/bin/python
+
+Both sides run one step = one discriminator update (real batch + a batch from G) and one
+generator update on fresh noise (non-saturating BCE-with-logits, Adam(2e-4, b1=0.5), BatchNorm in
+train mode, D's parameters frozen during the G update), on synthetic images, in float32. torch is
+not a project dependency: it runs in a subprocess started with --torch_python (default: this
+interpreter) and is driven over a pipe, so the two sides alternate in short rounds (JAX round,
+torch round, ...) and machine noise hits both alike; the reported times are medians over rounds.
+Both use the same number of threads (--threads, default: the CPUs this process may use).
+The last line is one JSON object with every number.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = {"32": ("configs/dcgan.py:cifar10", 32), "64": ("configs/dcgan.py:seed64", 64)}
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--torch_python", default=sys.executable, help="Python interpreter that can import torch.")
+  p.add_argument("--resolutions", nargs="+", default=["32", "64"], choices=sorted(SETTINGS))
+  p.add_argument("--batch_size", type=int, default=64)
+  p.add_argument("--features", type=int, default=64, help="G and D base width (the DCGAN paper's 64).")
+  p.add_argument("--rounds", type=int, default=7, help="Alternating timing rounds per side.")
+  p.add_argument("--steps", type=int, default=0, help="Steps per round (default: 5 at 32x32, 2 at 64x64).")
+  p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+  p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
+  return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------- torch
+
+
+def torch_worker(args):
+  """Reads 'SETUP res batch features' / 'RUN steps' lines on stdin, answers one JSON line each."""
+  import torch
+  from torch import nn
+
+  torch.set_num_threads(args.threads)
+  torch.manual_seed(0)
+  model = {}
+
+  def build(res, batch, f, channels=3, z_dim=100):
+    n = {32: 3, 64: 4}[res]
+    width = f * 2 ** (n - 1)
+
+    class Generator(nn.Module):
+      def __init__(self):
+        super().__init__()
+        self.project = nn.Linear(z_dim, 16 * width, bias=False)
+        self.bn0 = nn.BatchNorm2d(width, momentum=0.1)
+        layers, w = [], width
+        for _ in range(1, n):
+          layers += [nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(True)]
+          w //= 2
+        layers += [nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+      def forward(self, z):
+        return self.body(torch.relu(self.bn0(self.project(z).view(-1, width, 4, 4))))
+
+    layers, w_in = [], channels
+    for i in range(n):
+      layers.append(nn.Conv2d(w_in, f * 2**i, 4, 2, 1, bias=False))
+      if i > 0:
+        layers.append(nn.BatchNorm2d(f * 2**i))
+      layers.append(nn.LeakyReLU(0.2, True))
+      w_in = f * 2**i
+    discriminator = nn.Sequential(*layers, nn.Flatten(), nn.Linear(16 * w_in, 1))
+    generator = Generator()
+    for m in list(generator.modules()) + list(discriminator.modules()):
+      if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch, channels, res, res) * 2 - 1
+    return dict(g=generator, d=discriminator, g_opt=g_opt, d_opt=d_opt, real=real, batch=batch, z_dim=z_dim)
+
+  bce = nn.BCEWithLogitsLoss()
+
+  def step(m):
+    g, d, real, batch = m["g"], m["d"], m["real"], m["batch"]
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+    with torch.no_grad():
+      fake = g(torch.randn(batch, m["z_dim"]))
+    m["d_opt"].zero_grad(set_to_none=True)
+    d_loss = bce(d(real).view(-1), ones) + bce(d(fake).view(-1), zeros)
+    d_loss.backward()
+    m["d_opt"].step()
+    d.requires_grad_(False)
+    m["g_opt"].zero_grad(set_to_none=True)
+    g_loss = bce(d(g(torch.randn(batch, m["z_dim"]))).view(-1), ones)
+    g_loss.backward()
+    m["g_opt"].step()
+    d.requires_grad_(True)
+    return g_loss
+
+  print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+  for line in sys.stdin:
+    cmd, *vals = line.split()
+    if cmd == "SETUP":
+      model = build(*map(int, vals))
+      step(model)  # warm-up: allocator, one-time dispatch
+      step(model)
+      print(json.dumps({"ok": True}), flush=True)
+    elif cmd == "RUN":
+      t0 = time.perf_counter()
+      for _ in range(int(vals[0])):
+        loss = step(model)
+      loss.item()
+      print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+
+
+class TorchSide:
+  def __init__(self, python, threads):
+    cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--threads", str(threads)]
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    self.info = self._read()
+
+  def _read(self):
+    line = self.proc.stdout.readline()
+    if not line:
+      raise SystemExit(f"error: the torch worker ({self.proc.args[0]}) exited with code {self.proc.wait()}; "
+                       "does `import torch` work in that interpreter? (see --torch_python)")
+    return json.loads(line)
+
+  def ask(self, line):
+    self.proc.stdin.write(line + "\n")
+    self.proc.stdin.flush()
+    return self._read()
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------ jax
+
+
+class JaxSide:
+  def __init__(self, threads):
+    if threads:  # before the backend starts: XLA:CPU sizes its thread pool from the visible CPUs.
+      os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
+    sys.path.insert(0, ROOT)
+    import jax
+    self.jax = jax
+
+  def setup(self, preset, res, batch, features):
+    import numpy as np
+    from ml_collections import config_flags  # noqa: F401  (configs import ml_collections)
+    from aigc_jax import parallel, steps, train
+    from configs import dcgan
+
+    config = dcgan.get_config(preset.split(":")[1])
+    config.data.resolution, config.data.channels = res, 3
+    config.train.batch_size = batch
+    config.model.g_features = config.model.d_features = features
+    dp = parallel.DataParallel(config.train.parallel, devices=self.jax.devices()[:1])
+    self.state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
+    images = np.random.default_rng(0).uniform(-1, 1, (batch, res, res, 3)).astype(np.float32)
+    self.batch = dp.put_batch({"image": images, "label": np.zeros(batch, np.int32)})
+    t0 = time.perf_counter()
+    self.step = dp.step(steps.train_step, loss=config.train.loss).lower(self.state, self.batch).compile()
+    self.compile_s = time.perf_counter() - t0
+    self.run(2)
+
+  def run(self, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+      self.state, metrics = self.step(self.state, self.batch)
+    self.jax.block_until_ready(metrics)
+    return time.perf_counter() - t0
+
+
+def median(xs):
+  xs = sorted(xs)
+  return 0.5 * (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2])
+
+
+def main(args):
+  torch_side = TorchSide(args.torch_python, args.threads)
+  jax_side = JaxSide(args.threads)
+  jax = jax_side.jax
+  print(f"jax {jax.__version__} ({jax.default_backend()}) vs torch {torch_side.info['torch']} eager, "
+        f"{args.threads} threads each, batch {args.batch_size}, features {args.features}, float32; "
+        f"median over {args.rounds} alternating rounds", flush=True)
+  rows = []
+  for res_key in args.resolutions:
+    preset, res = SETTINGS[res_key]
+    steps = args.steps or (5 if res == 32 else 2)
+    jax_side.setup(preset, res, args.batch_size, args.features)
+    torch_side.ask(f"SETUP {res} {args.batch_size} {args.features}")
+    jax_t, torch_t = [], []
+    for _ in range(args.rounds):
+      jax_t.append(jax_side.run(steps) / steps)
+      torch_t.append(torch_side.ask(f"RUN {steps}")["seconds"] / steps)
+    row = dict(resolution=res, batch_size=args.batch_size, features=args.features, steps_per_round=steps,
+               rounds=args.rounds, jax_step_ms=round(1e3 * median(jax_t), 1),
+               torch_step_ms=round(1e3 * median(torch_t), 1), jax_compile_s=round(jax_side.compile_s, 2))
+    row["jax_steps_per_s"] = round(1e3 / row["jax_step_ms"], 3)
+    row["torch_steps_per_s"] = round(1e3 / row["torch_step_ms"], 3)
+    row["speed_ratio_jax_over_torch"] = round(row["torch_step_ms"] / row["jax_step_ms"], 3)
+    rows.append(row)
+    print(f"{res}x{res}x3 batch {args.batch_size}: jax {row['jax_step_ms']:.1f} ms/step "
+          f"({row['jax_steps_per_s']:.2f} steps/s) | torch {row['torch_step_ms']:.1f} ms/step "
+          f"({row['torch_steps_per_s']:.2f} steps/s) | jax speed / torch speed = "
+          f"{row['speed_ratio_jax_over_torch']:.2f}", flush=True)
+  torch_side.close()
+  print(json.dumps(dict(benchmark="compare_pytorch", jax=jax.__version__, torch=torch_side.info["torch"],
+                        threads=args.threads, cpus=os.cpu_count(), rows=rows)))
+
+
+if __name__ == "__main__":
+  _args = parse_args()
+  if _args.worker == "torch":
+    torch_worker(_args)
+  else:
+    main(_args)

@@ -88,13 +88,15 @@ def _real_data_config(config):
   return d
 
 
-def _real_batches(config, log):
-  """uint8 batches of the real split, in order, up to config.eval.real_limit images."""
+def _real_batches(config, log, split: str | None = None, limit: int = 0):
+  """uint8 batches of the real split (or `split`), in order, up to `limit` (or config.eval.real_limit) images."""
   from aigc_jax import data
 
   data_config = _real_data_config(config)
+  if split is not None:
+    data_config.split = split
   source = data.load(data_config, seed=config.seed)  # all of it on every process: the stats are global.
-  limit = config.eval.real_limit or math.inf
+  limit = limit or config.eval.real_limit or math.inf
   done = 0
   for batch in data.eval_batches(source, data_config, batch_size=config.eval.batch_size):
     keep = int(min(batch["mask"].sum(), limit - done))
@@ -298,10 +300,15 @@ def load_gan_state(config, workdir, checkpoint: str) -> tuple[steps.GANState, in
   return state.with_arrays(ckpt.restore(step, state.arrays)), step
 
 
-def read_samples(path: str) -> np.ndarray:
+def read_samples(path: str, config=None) -> np.ndarray:
+  """The uint8 'images' of an .npz, or with 'data:SPLIT' real images of the config's dataset, as a reference."""
+  if path.startswith("data:"):
+    limit = config.eval.num_samples
+    return np.concatenate(list(_real_batches(config, lambda m: None, split=path[5:], limit=limit)))
   p = Path(path).expanduser()
   if not p.is_file() or p.suffix != ".npz":
-    raise UserError(f"--samples '{path}' is not an .npz file (write one with --mode=sample --output F.npz)")
+    raise UserError(f"--samples '{path}' is not an .npz file (write one with --mode=sample --output F.npz) "
+                    "or data:SPLIT")
   try:
     with np.load(p, allow_pickle=False) as f:
       if "images" not in f.files:
@@ -323,7 +330,7 @@ def run(config, workdir: str | None, *, checkpoint: str = "latest", samples: str
     raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   log = _log_to(sys.stderr)
   if samples:
-    images = read_samples(samples)
+    images = read_samples(samples, config)
     if images.ndim == 3:
       images = images[..., None]
     if len(images) == 0:

@@ -198,3 +198,11 @@ def test_eval_of_a_workdir_without_checkpoints(tmp_path):
     with pytest.raises(UserError, match=f"no checkpoint in .*{hint}"):
       evaluation.run(smoke_config(), str(tmp_path / "none"), checkpoint=checkpoint)
   assert not (tmp_path / "none").exists()
+
+
+def test_eval_of_real_images_as_a_reference(classifier_workdir, tmp_path, capsys):
+  config = eval_config(classifier_workdir, tmp_path / "cache")
+  result = evaluation.run(config, None, samples="data:train[1000:]")
+  assert json.loads(capsys.readouterr().out.strip()) == result
+  assert result["num_samples"] == config.eval.num_samples == 64 and result["samples"] == "data:train[1000:]"
+  np.testing.assert_array_equal(evaluation.read_samples("data:train[1000:]", config), digits(1000, 1064))

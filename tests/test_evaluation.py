@@ -206,3 +206,19 @@ def test_eval_of_real_images_as_a_reference(classifier_workdir, tmp_path, capsys
   assert json.loads(capsys.readouterr().out.strip()) == result
   assert result["num_samples"] == config.eval.num_samples == 64 and result["samples"] == "data:train[1000:]"
   np.testing.assert_array_equal(evaluation.read_samples("data:train[1000:]", config), digits(1000, 1064))
+
+
+def test_two_processes_evaluate_together_and_only_process_0_writes(classifier_workdir, tmp_path):
+  from test_multihost import Run, run_together
+
+  run = Run(tmp_path, "eval2", processes=2, cache=tmp_path / "xla_cache", modes=("jit",))
+  for cmd, _ in run.commands:
+    cmd += ["eval.every=3", "eval.num_samples=32", "eval.batch_size=16", "eval.kid_subset_size=16",
+            "eval.kid_subsets=2", "eval.real_split=train[:100]", f"eval.cache_dir={tmp_path / 'cache'}",
+            f"eval.classifier_workdir={classifier_workdir}"]
+  run_together(run)
+  workdir = run.workdir / "jit"
+  assert [json.loads(line)["step"] for line in (workdir / "eval" / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+  assert Checkpoints(workdir / "best", read_only=True).latest_step() in (3, 6)
+  assert "eval step 6 |" in run.output(0) and "eval step" not in run.output(1)
+  assert_trees_equal(run.final("jit", 0), run.final("jit", 1))

@@ -355,6 +355,7 @@ def run(config, workdir: str | None, *, checkpoint: str = "latest", samples: str
     tmp.write_text(line + "\n")
     tmp.replace(out)
     grid = out.with_suffix(".png")
-    image_utils.save_png(grid, image_utils.grid(images[:64]), scale=max(1, 128 // images.shape[1] + 1))
+    tiles = image_utils.grid(images[:64])
+    image_utils.save_png(grid, tiles, scale=max(1, 128 // tiles.shape[0] + 1))
     log(f"eval: wrote {out} and a grid of the first {min(64, len(images))} images to {grid}")
   return result

@@ -15,7 +15,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe"], "What to do with the config and workdir.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe"],
+                  "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
 flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs; "
@@ -23,8 +24,9 @@ flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbe
                     "--mode=eval/probe: F.json for the JSON line.")
 flags.DEFINE_string("input", None, "--mode=classify: a folder of images, an .npz with 'images', or one image file.")
 flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
-flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "--mode=eval: WORKDIR/checkpoints or WORKDIR/best.")
-flags.DEFINE_string("samples", None, "--mode=eval: an .npz of uint8 'images' to score instead of a checkpoint.")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "--mode=eval/probe: WORKDIR/checkpoints or WORKDIR/best.")
+flags.DEFINE_string("samples", None, "--mode=eval: an .npz of uint8 'images' to score instead of a "
+                    "checkpoint, or data:SPLIT for real images of the config's dataset.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
                                 lock_config=True)
@@ -43,7 +45,7 @@ def main(argv):
     distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
     is_classifier = config.task == "classifier"
     if not FLAGS.workdir and not (FLAGS.mode == "eval" and FLAGS.samples):
-      raise UserError("--workdir is required (for --mode=eval, or --samples F.npz)")
+      raise UserError("--workdir is required (--mode=eval can take --samples F.npz instead)")
     if FLAGS.mode in ("eval", "probe") and is_classifier:
       raise UserError(f"--mode={FLAGS.mode} needs a GAN config, e.g. --config configs/dcgan.py:digits")
     if FLAGS.mode == "classify" and not is_classifier:
@@ -62,7 +64,7 @@ def main(argv):
       evaluation.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, samples=FLAGS.samples, output=FLAGS.output,
                      overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "probe":
-      probe.run(config, FLAGS.workdir, output=FLAGS.output, overwrite=FLAGS.overwrite)
+      probe.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, output=FLAGS.output, overwrite=FLAGS.overwrite)
     else:
       path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
       print(f"wrote {FLAGS.num_samples} samples to {path}")

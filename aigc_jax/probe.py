@@ -108,7 +108,7 @@ def linear_probe(train_x, train_y, test_x, test_y, cs, val_fraction: float) -> d
           "test_accuracy": float(np.mean(predict(test_x) == test_y))}
 
 
-def run(config, workdir: str, output: str | None = None, overwrite: bool = False) -> dict:
+def run(config, workdir: str, checkpoint: str = "latest", output: str | None = None, overwrite: bool = False) -> dict:
   """Probes pixels, a random discriminator and the trained one of `workdir`; prints a table and a JSON line."""
   from aigc_jax import evaluation
   from aigc_jax.train import build_state
@@ -120,7 +120,7 @@ def run(config, workdir: str, output: str | None = None, overwrite: bool = False
     raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   p = config.probe
   cs = parse_cs(p.cs)
-  trained, step = evaluation.load_gan_state(config, workdir, "latest")
+  trained, step = evaluation.load_gan_state(config, workdir, checkpoint)
   log = lambda msg: print(msg, file=sys.stderr, flush=True)
   train_x, train_y = labelled_images(config, "train_split", p.limit)
   test_x, test_y = labelled_images(config, "test_split")
@@ -140,7 +140,8 @@ def run(config, workdir: str, output: str | None = None, overwrite: bool = False
     rows[name] = linear_probe(featurize(train_x), train_y, featurize(test_x), test_y, cs, p.val_fraction)
     rows[name]["seconds"] = round(time.perf_counter() - start, 1)
     log(f"probe: {name} done in {rows[name]['seconds']}s")
-  result = {"workdir": str(workdir), "step": int(step), "train_split": p.train_split, "test_split": p.test_split,
+  result = {"workdir": str(workdir), "checkpoint": checkpoint, "step": int(step), "train_split": p.train_split,
+            "test_split": p.test_split,
             "train_examples": int(len(train_x)), "test_examples": int(len(test_x)), "pool": p.pool, **rows}
   print(f"linear probe: {len(train_x)} train ({p.train_split}, {p.val_fraction:.0%} of them to choose C), "
         f"{len(test_x)} test ({p.test_split}); GAN step {step}")

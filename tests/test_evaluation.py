@@ -189,7 +189,8 @@ def test_eval_errors_from_the_command_line(tmp_path):
   np.savez(tmp_path / "e.npz", images=np.zeros((0, 32, 32, 1), np.uint8))
   r = run_main("--mode=eval", "--config", SMOKE, "--samples", str(tmp_path / "e.npz"), "--output",
                str(tmp_path / "out.json"), f"--config.eval.classifier_workdir={tmp_path / 'nothing'}")
-  assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"error: --samples '{tmp_path / 'e.npz'}' holds no images"
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines()[-1] == f"error: --samples '{tmp_path / 'e.npz'}' holds no images"
   assert not (tmp_path / "out.json").exists()
 
 

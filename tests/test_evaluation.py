@@ -223,3 +223,32 @@ def test_two_processes_evaluate_together_and_only_process_0_writes(classifier_wo
   assert Checkpoints(workdir / "best", read_only=True).latest_step() in (3, 6)
   assert "eval step 6 |" in run.output(0) and "eval step" not in run.output(1)
   assert_trees_equal(run.final("jit", 0), run.final("jit", 1))
+
+
+def test_inception_extractor_is_loaded_lazily_and_gets_rgb(classifier_workdir, tmp_path, monkeypatch):
+  """The Inception module is imported only for extractor=inception; grey images reach it as RGB."""
+  import sys
+  import types
+
+  seen = []
+
+  class FakeInception:
+    name, feature_dim, num_classes = "fake-inception", 6, 4
+
+    def __init__(self, weights_path, batch_size=50):
+      self.weights_path = weights_path
+
+    def __call__(self, images):
+      seen.append(images.shape)
+      x = images.reshape(len(images), -1).astype(np.float32)
+      feats = np.stack([x.mean(1), x.std(1), x[:, ::7].mean(1), x[:, ::5].mean(1), x.max(1), x[:, ::3].std(1)], 1)
+      return feats, feats[:, :4]
+
+  module = types.SimpleNamespace(InceptionExtractor=FakeInception)
+  monkeypatch.setitem(sys.modules, "aigc_jax.metrics.inception", module)
+  (tmp_path / "w.npz").write_bytes(b"weights")
+  config = eval_config(classifier_workdir, tmp_path / "cache", **{
+      "eval.extractor": "inception", "eval.inception_weights": str(tmp_path / "w.npz"), "eval.metrics": "fid,kid,is"})
+  result = evaluation.Evaluator(config, log=lambda m: None).evaluate(digits(1000, 1064))
+  assert result["extractor"] == "fake-inception" and {"fid", "kid", "is", "is_std"} <= set(result)
+  assert "classifier_is" not in result and seen and all(s[1:] == (32, 32, 3) for s in seen)

@@ -3,6 +3,10 @@
   python main.py --config configs/dcgan.py:digits --workdir runs/digits
   python main.py --mode=sample --config configs/dcgan.py:digits --workdir runs/digits \
       --num_samples 10000 --output samples.npz
+  python main.py --mode=eval --config configs/dcgan.py:digits --workdir runs/digits \
+      --config.eval.classifier_workdir=runs/clf_digits [--checkpoint best] [--output m.json]
+  python main.py --mode=eval --config configs/dcgan.py:digits --samples samples.npz --config.eval.classifier_workdir=...
+  python main.py --mode=probe --config configs/dcgan.py:digits --workdir runs/digits
 """
 
 import sys
@@ -11,24 +15,29 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample", "classify"], "What to do with the config and workdir.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe"],
+                  "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
 flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs; "
-                    "--mode=classify: F.csv or F.json (default: print one line per image).")
+                    "--mode=classify: F.csv or F.json (default: print one line per image); "
+                    "--mode=eval/probe: F.json for the JSON line.")
 flags.DEFINE_string("input", None, "--mode=classify: a folder of images, an .npz with 'images', or one image file.")
 flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
+flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "--mode=eval/probe: WORKDIR/checkpoints or WORKDIR/best.")
+flags.DEFINE_string("samples", None, "--mode=eval: an .npz of uint8 'images' to score instead of a "
+                    "checkpoint, or data:SPLIT for real images of the config's dataset.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
                                 lock_config=True)
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["config"])  # --workdir too, except for --mode=eval --samples
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from aigc_jax.errors import UserError
-  from aigc_jax import classify, compilation, distributed, loop, sample, train
+  from aigc_jax import classify, compilation, distributed, evaluation, loop, probe, sample, train
 
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
@@ -36,6 +45,10 @@ def main(argv):
     compilation.enable()  # before anything compiles; $AIGC_COMPILATION_CACHE=off disables it.
     distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
     is_classifier = config.task == "classifier"
+    if not FLAGS.workdir and not (FLAGS.mode == "eval" and FLAGS.samples):
+      raise UserError("--workdir is required (--mode=eval can take --samples F.npz instead)")
+    if FLAGS.mode in ("eval", "probe") and is_classifier:
+      raise UserError(f"--mode={FLAGS.mode} needs a GAN config, e.g. --config configs/dcgan.py:digits")
     if FLAGS.mode == "classify" and not is_classifier:
       raise UserError("--mode=classify needs a classifier config, e.g. --config configs/classifier.py:mnist")
     if FLAGS.mode == "sample" and is_classifier:
@@ -48,6 +61,11 @@ def main(argv):
       train.train_and_evaluate(config, FLAGS.workdir)
     elif FLAGS.mode == "classify":
       classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
+    elif FLAGS.mode == "eval":
+      evaluation.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, samples=FLAGS.samples, output=FLAGS.output,
+                     overwrite=FLAGS.overwrite)
+    elif FLAGS.mode == "probe":
+      probe.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, output=FLAGS.output, overwrite=FLAGS.overwrite)
     else:
       path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
       print(f"wrote {FLAGS.num_samples} samples to {path}")

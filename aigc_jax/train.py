@@ -88,12 +88,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
     state = state.with_arrays(ckpt.restore(start_step, state.arrays))
     print(f"resumed from step {start_step} in {ckpt.directory}", flush=True)
 
-  # Everything is valid: from here on the work directory is written.
   is_main = jax.process_index() == 0
+  evaluator = None
+  if config.eval.every:
+    from aigc_jax.evaluation import TrainingEval  # checks the extractor and real data before anything is written
+    evaluator = TrainingEval(config, workdir, is_main)
+
+  # Everything is valid: from here on the work directory is written.
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   writer = summary.Writer(workdir / "tensorboard")
+  if evaluator:
+    evaluator.writer = writer
   t = config.train
   per_process_batch = t.batch_size // jax.process_count()
   host_batches = data.batches(source, config.data, batch_size=per_process_batch, seed=config.seed,
@@ -117,12 +124,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   def save(step, dstate):
     ckpt.save(step, dp.get_state(dstate.arrays), config, force=True)
 
+  hooks = [(t.sample_every, lambda step, ds: write_samples(step, host_state(ds)))]
+  if evaluator:
+    hooks.append((config.eval.every, lambda step, ds: evaluator(step, host_state(ds))))
   try:
     dstate, _ = loop.run(train_step, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
-                         log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save,
-                         hooks=[(t.sample_every, lambda step, ds: write_samples(step, host_state(ds)))],
+                         log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save, hooks=hooks,
                          progress=progress, writer=writer, is_main=is_main)
     return host_state(dstate)
   finally:
     ckpt.close()
     writer.close()
+    if evaluator:
+      evaluator.close()

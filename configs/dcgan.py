@@ -36,6 +36,8 @@ def get_config(preset: str = "cifar10"):
     config.train.log_every = 100
     config.train.sample_every = 250
     config.train.checkpoint_every = 500
+    config.probe.train_split = "train[:1500]"  # as configs/classifier.py:digits
+    config.probe.test_split = "train[1500:]"
     if preset == "smoke":
       config.model.g_features = 8
       config.model.d_features = 8

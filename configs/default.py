@@ -48,9 +48,34 @@ def get_config():
   config.optim.warmup_steps = 0
   config.optim.grad_clip = 0.0  # global-norm clipping; 0 disables
 
+  # Sample quality (aigc_jax/evaluation.py): every `every` training steps (0 = off), --mode=eval.
   config.eval = ml_collections.ConfigDict()
-  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth for FID/KID/IS on Inception features (README).
-  config.eval.inception_weights = ""
+  config.eval.every = 0
+  config.eval.num_samples = 10_000
+  config.eval.batch_size = 250  # generator and extractor batch
+  config.eval.extractor = "classifier"  # classifier (in-domain, classifier_workdir) | inception (inception_weights)
+  config.eval.classifier_workdir = ""  # a run of configs/classifier.py on the same kind of images
+  config.eval.inception_weights = ""  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth (README)
+  config.eval.metrics = "fid,kid,prdc,is,classes"  # classes: classifier only
+  config.eval.real_split = ""  # empty: data.split
+  config.eval.real_limit = 0  # real images for the statistics; 0: the whole split
+  config.eval.real_features = 10_000  # real feature rows kept for KID and PRDC
+  config.eval.seed = 1  # latents of the evaluated samples; the training RNG is never touched
+  config.eval.kid_subsets = 100
+  config.eval.kid_subset_size = 1_000
+  config.eval.nearest_k = 5  # precision/recall/density/coverage
+  config.eval.confidence = 0.9  # 'confident': samples whose top class probability reaches this
+  config.eval.cache_dir = ""  # real statistics; empty: $XDG_CACHE_HOME or ~/.cache, /aigc_jax/stats
+
+  # Linear probe of discriminator features (aigc_jax/probe.py, --mode=probe).
+  config.probe = ml_collections.ConfigDict()
+  config.probe.train_split = "train[:80%]"  # labelled images; in-memory sources slice their one split
+  config.probe.test_split = "train[80%:]"
+  config.probe.val_fraction = 0.2  # of the train split, to choose C
+  config.probe.cs = "0.001,0.01,0.1,1"  # inverse L2 strengths tried
+  config.probe.pool = 4  # each discriminator layer is max-pooled to pool x pool
+  config.probe.limit = 10_000  # at most this many train images
+  config.probe.seed = 1  # the randomly initialised discriminator
 
   # Multi-host runs; a single process needs none of it. Unset values fall back to $AIGC_COORDINATOR,
   # $AIGC_NUM_PROCESSES and $AIGC_PROCESS_ID; Cloud TPU pods are detected without any of them.

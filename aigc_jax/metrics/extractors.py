@@ -1,0 +1,132 @@
+"""Feature extractors for sample-quality metrics: the project's in-domain classifier, or Inception-v3.
+
+Both map uint8 images [N, H, W, C] to (features [N, D] float32, logits [N, K] float32). On 32x32
+digits an in-domain classifier's penultimate features separate real from generated images far
+better than Inception's features of the same images upsampled to 299x299, so `classifier` is the
+default; `inception` gives numbers comparable with published FIDs on natural images.
+"""
+
+import functools
+import hashlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aigc_jax.errors import UserError
+
+EXTRACTORS = ("classifier", "inception")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _features_and_logits(model, variables, images_uint8):
+  x = images_uint8.astype(jnp.float32) / 127.5 - 1.0  # data.to_unit_range, as the classifier was trained
+
+  def both(m, x):
+    f = m.backbone(x, False)
+    return f, m.head(f).astype(jnp.float32)
+  return model.apply(variables, x, method=both)
+
+
+class ClassifierExtractor:
+  """Penultimate (pooled) features and logits of a classifier trained with --mode=train on a classifier config.
+
+  `workdir` is that run's work directory; its latest checkpoint and the config saved with it are
+  used, so no classifier config needs to be passed. `name` identifies the exact weights (a hash of
+  the parameters), so cached real-data statistics are never reused for another classifier.
+  """
+
+  def __init__(self, workdir: str, batch_size: int = 500, config: ml_collections.ConfigDict | None = None):
+    from aigc_jax import classify
+    from aigc_jax.checkpoint import Checkpoints
+
+    directory = Path(workdir).expanduser() / "checkpoints"
+    if not workdir or not directory.is_dir():
+      raise UserError(f"config.eval.classifier_workdir='{workdir}' holds no classifier checkpoints; train one "
+                      "(python main.py --config configs/classifier.py:PRESET --workdir DIR) and pass that DIR")
+    ckpt = Checkpoints(directory, read_only=True)
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f"config.eval.classifier_workdir='{workdir}' has no finished checkpoint in {directory}")
+    if config is None:
+      config = ml_collections.ConfigDict(ckpt.saved_config(step))
+    if config.get("task") != "classifier":
+      raise UserError(f"config.eval.classifier_workdir='{workdir}' holds a '{config.get('task')}' run, not a "
+                      "classifier; train one with configs/classifier.py")
+    state = classify.load_state(config, workdir)
+    self.model = state.model
+    self.variables = {"params": state.params, "batch_stats": state.batch_stats}
+    self.image_shape = (config.data.resolution, config.data.resolution, config.data.channels)
+    self.batch_size = batch_size
+    self.num_classes = config.model.num_classes
+    self.feature_dim = config.model.width * 2 ** (config.model.stages - 1)
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(self.variables):
+      digest.update(np.ascontiguousarray(leaf).tobytes())
+    self.name = f"classifier-{digest.hexdigest()[:16]}"
+    self.step = step
+
+  def check_images(self, shape, what: str):
+    """Raises a UserError unless images of `shape` [N, H, W, C] fit this classifier."""
+    if tuple(shape[1:]) != self.image_shape:
+      h, w, c = self.image_shape
+      raise UserError(f"{what} are {'x'.join(map(str, shape[1:]))} (HxWxC) but the classifier takes "
+                      f"{h}x{w}x{c}; evaluate images of the classifier's size and channels")
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+      raise UserError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}")
+    self.check_images(images.shape, "images")
+    feats, logits = [], []
+    for start in range(0, len(images), self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      padded = np.zeros((self.batch_size, *self.image_shape), np.uint8)  # one shape, one compilation
+      padded[:len(chunk)] = chunk
+      f, l = _features_and_logits(self.model, self.variables, padded)
+      feats.append(np.asarray(f)[:len(chunk)])
+      logits.append(np.asarray(l)[:len(chunk)])
+    if not feats:
+      return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_classes), np.float32)
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+class _GreyToRGB:
+  """Feeds grey images to an RGB-only extractor by repeating the channel."""
+
+  def __init__(self, inner):
+    self.inner = inner
+    self.name = inner.name
+    self.feature_dim = inner.feature_dim
+    self.num_classes = inner.num_classes
+
+  def check_images(self, shape, what: str):
+    if shape[-1] not in (1, 3):
+      raise UserError(f"{what} have {shape[-1]} channels; Inception takes 1 (repeated to RGB) or 3")
+
+  def __call__(self, images):
+    images = np.asarray(images)
+    self.check_images(images.shape, "images")
+    if images.shape[-1] == 1:
+      images = np.repeat(images, 3, axis=-1)
+    return self.inner(images)
+
+
+def from_config(eval_config):
+  """The extractor `config.eval` names; raises a one-line UserError for anything missing."""
+  if eval_config.extractor == "classifier":
+    return ClassifierExtractor(eval_config.classifier_workdir, batch_size=eval_config.batch_size)
+  if eval_config.extractor == "inception":
+    weights = eval_config.inception_weights
+    if not weights or not Path(weights).expanduser().is_file():
+      raise UserError(f"config.eval.inception_weights='{weights}' is not a file; pass the Inception-v3 FID "
+                      "weights file, or use --config.eval.extractor=classifier")
+    try:
+      from aigc_jax.metrics.inception import InceptionExtractor
+    except ImportError as e:
+      raise UserError(f"the Inception extractor is not available in this install ({e}); "
+                      "use --config.eval.extractor=classifier") from None
+    return _GreyToRGB(InceptionExtractor(str(Path(weights).expanduser()), batch_size=eval_config.batch_size))
+  raise UserError(f"config.eval.extractor='{eval_config.extractor}' is not one of {', '.join(EXTRACTORS)}")

@@ -184,8 +184,8 @@ def apply_generator(state: I2IState, g_in):
   return restore(state, state.g_params, g_in)
 
 
-def load_state(workdir) -> tuple[ml_collections.ConfigDict, I2IState]:
-  """The config saved in `workdir` and its latest checkpointed state."""
+def load_state(workdir, config=None) -> tuple[ml_collections.ConfigDict, I2IState]:
+  """The config saved in `workdir` and its latest checkpointed state; a given `config` must match it."""
   workdir = Path(workdir)
   cfg_file = workdir / "config.json"
   ckpt = Checkpoints(workdir / "checkpoints", read_only=True)
@@ -193,7 +193,10 @@ def load_state(workdir) -> tuple[ml_collections.ConfigDict, I2IState]:
   if not cfg_file.exists() or step is None:
     raise UserError(f"no trained network in '{workdir}' (config.json and checkpoints/); train one first with "
                     "python main.py --config configs/repair.py:mnist --workdir W")
-  config = ml_collections.ConfigDict(json.loads(cfg_file.read_text()))
+  if config is not None:
+    ckpt.check_compatible(config)
+  else:
+    config = ml_collections.ConfigDict(json.loads(cfg_file.read_text()))
   if config.get("task") not in TASKS:
     raise UserError(f"'{workdir}' holds a '{config.get('task')}' run, not one of {TASKS}")
   state = build_state(config)

@@ -11,7 +11,8 @@ Measures on MNIST images [8000:] (the networks train on [:8000]):
   denoising      U-Net denoiser, skimage denoise_tv_chambolle and denoise_nl_means (their strength
                  chosen from a grid by PSNR on 100 training images), and the noisy input itself
   super-res      SRGAN-style x2/x4 networks vs bicubic (skimage.transform.resize, order 3); PSNR/SSIM
-                 with a border of the scale factor cropped, classifier accuracy on the upscaled digits
+                 with a border of the scale factor cropped, classifier accuracy on the upscaled digits;
+                 with --sr2_photos_workdir also x2 on whole held-out scikit-image photographs (grey)
 Prints one markdown table and writes OUT/results.json (a list of rows {task, method, dataset, ...})
 and OUT/examples_*.png strips. Workdirs left out skip their rows; baselines always run.
 """
@@ -106,7 +107,7 @@ def main(argv=None):
   p.add_argument("--num_images", type=int, default=2000, help="test images from the end of the 10,000")
   p.add_argument("--inpaint_images", type=int, default=500, help="test images per mask kind for inpainting "
                  "(GAN inversion is the slow method)")
-  for name in ("repair", "denoise", "sr2", "sr4", "gan", "classifier"):
+  for name in ("repair", "denoise", "sr2", "sr4", "gan", "classifier", "sr2_photos"):
     p.add_argument(f"--{name}_workdir", default="")
   p.add_argument("--inversion_steps", type=int, default=200)
   p.add_argument("--inversion_restarts", type=int, default=4)
@@ -213,6 +214,43 @@ def main(argv=None):
     near = np.repeat(np.repeat(low, scale, 1), scale, 2)
     strip(out_dir / f"examples_sr_x{scale}.png", [near] + [r for r, _ in results.values()] + [test_x])
 
+  # ---- super-resolution of whole photographs the network never saw (benchmarks/photo_crops.py TEST)
+  if args.sr2_photos_workdir:
+    from aigc_jax import enhance
+    from benchmarks.photo_crops import TEST, grey
+
+    state, fn = network(args.sr2_photos_workdir)
+    fn = jax.jit(fn)
+    scale = state.scale
+    per = {"bicubic (skimage resize, order 3)": [], "SRGAN-style network (ours), tiled": []}
+    sec = {k: 0.0 for k in per}
+    shown = []
+    for name in TEST:
+      im = grey(name)
+      im = im[:im.shape[0] // scale * scale, :im.shape[1] // scale * scale]
+      clean = jnp.asarray(im, jnp.float32)[None, ..., None] / 127.5 - 1
+      low = damage.downscale(clean, scale)
+      t = time.time()
+      bic = resize((np.asarray(low[0, ..., 0]) + 1) / 2, im.shape, order=3)
+      bic = jnp.asarray(np.clip(bic, 0, 1))[None, ..., None] * 2 - 1
+      sec["bicubic (skimage resize, order 3)"] += time.time() - t
+      t = time.time()
+      sr = enhance.upscale_tiled(fn, low, scale)
+      sec["SRGAN-style network (ours), tiled"] += time.time() - t
+      for method, res in zip(per, (bic, sr)):
+        per[method].append(scores(res, clean, border=scale))
+      c = slice(im.shape[0] // 2 - 48, im.shape[0] // 2 + 48), slice(im.shape[1] // 2 - 48, im.shape[1] // 2 + 48)
+      shown.append([np.asarray(v)[:, c[0], c[1]] for v in (jnp.repeat(jnp.repeat(low, scale, 1), scale, 2), bic, sr,
+                                                           clean)])
+    for method, rs in per.items():
+      row = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
+      rows.append({"task": "super-resolution", "damage": f"x{scale} area downscale", "method": method,
+                   "dataset": "skimage photos " + "+".join(TEST), "n": len(TEST), **row,
+                   "seconds": round(sec[method], 1)})
+      print(json.dumps(rows[-1]), flush=True)
+    grid = images.grid(np.concatenate([images.to_uint8(np.concatenate(col)) for col in zip(*shown)]), ncols=len(TEST))
+    images.save_png(out_dir / "examples_sr_photos.png", grid)
+
   (out_dir / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
   print()
   print(table(rows))
@@ -220,8 +258,8 @@ def main(argv=None):
 
 
 def table(rows):
-  cols = ("task", "damage", "method", "n", "psnr", "ssim", "psnr_hole", "ssim_hole", "accuracy")
-  head = ["task", "damage", "method", "n", "PSNR dB", "SSIM", "PSNR holes", "SSIM holes", "classifier acc."]
+  cols = ("task", "dataset", "damage", "method", "n", "psnr", "ssim", "psnr_hole", "ssim_hole", "accuracy")
+  head = ["task", "data", "damage", "method", "n", "PSNR dB", "SSIM", "PSNR holes", "SSIM holes", "classifier acc."]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
     cells = []

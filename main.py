@@ -15,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe"],
+flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe", "repair", "enhance"],
                   "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
@@ -23,6 +23,9 @@ flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbe
                     "--mode=classify: F.csv or F.json (default: print one line per image); "
                     "--mode=eval/probe: F.json for the JSON line.")
 flags.DEFINE_string("input", None, "--mode=classify: a folder of images, an .npz with 'images', or one image file.")
+flags.DEFINE_string("mask", None, "--mode=repair: a damage kind to apply (center, boxes, strokes, pixels, gaussian, "
+                    "salt_pepper) or a mask image (white = fill); none: denoise the input as it is.")
+flags.DEFINE_bool("degrade", False, "--mode=enhance: downscale --input first and show the original in the strip.")
 flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
 flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "--mode=eval/probe: WORKDIR/checkpoints or WORKDIR/best.")
 flags.DEFINE_string("samples", None, "--mode=eval: an .npz of uint8 'images' to score instead of a "
@@ -51,12 +54,28 @@ def main(argv):
       raise UserError(f"--mode={FLAGS.mode} needs a GAN config, e.g. --config configs/dcgan.py:digits")
     if FLAGS.mode == "classify" and not is_classifier:
       raise UserError("--mode=classify needs a classifier config, e.g. --config configs/classifier.py:mnist")
+    if FLAGS.mode == "repair":
+      from aigc_jax import repair
+      repair.run(config, FLAGS.workdir, FLAGS.input, FLAGS.mask, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
+      return 0
+    if FLAGS.mode == "enhance":
+      from aigc_jax import enhance
+      enhance.run(config, FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.overwrite, FLAGS.degrade)
+      return 0
+    if FLAGS.mode == "sample" and config.task in ("repair", "enhance"):
+      raise UserError(f"--mode=sample needs a GAN config; a {config.task} network runs with --mode={config.task}")
     if FLAGS.mode == "sample" and is_classifier:
       raise UserError("--mode=sample needs a GAN config; a classifier labels images with --mode=classify")
     if FLAGS.mode == "train" and is_classifier:
       result = classify.train_and_evaluate(config, FLAGS.workdir)
       print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "
             f"({config.data.test_split}) at step {result['step']}; written to {FLAGS.workdir}/metrics.json")
+    elif FLAGS.mode == "train" and config.task in ("repair", "enhance"):
+      from aigc_jax import image2image
+      result = image2image.train_and_evaluate(config, FLAGS.workdir)
+      if "psnr" in result:
+        print(f"test PSNR {result['psnr']:.2f} dB (damaged input {result['input_psnr']:.2f} dB), SSIM "
+              f"{result['ssim']:.4f} on {result['test_examples']} images; written to {FLAGS.workdir}/metrics.json")
     elif FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
     elif FLAGS.mode == "classify":

@@ -1,0 +1,51 @@
+"""U-Net encoder-decoder (Ronneberger et al. 2015) for image-to-image repair and denoising.
+
+Fully convolutional: any H x W works; sizes that the downsamplings would not divide are padded
+by reflection and cropped back. No BatchNorm, so one image or a thousand give the same result
+and there are no running statistics to carry. Upsampling is nearest-neighbour repetition plus a
+3x3 convolution, which avoids transposed-convolution checkerboards and XLA:CPU's slow
+transposed-convolution gradients (and jax.image.resize's gather, which compiles for minutes).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class UNet(nn.Module):
+  """[N, H, W, C_in] -> [N, H, W, out_channels] in [-1, 1] (tanh)."""
+
+  out_channels: int = 1
+  features: int = 32
+  depth: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    n, h, w, _ = x.shape
+    m = 2**self.depth
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+      x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > max(ph, pw) else "edge")
+    act = lambda y: nn.leaky_relu(y, 0.2)
+    conv = lambda f, name, s=1: nn.Conv(f, (3, 3), strides=(s, s), padding="SAME", dtype=self.dtype, name=name)
+    x = x.astype(self.dtype)
+    skips = []
+    f = self.features
+    x = act(conv(f, "in")(x))
+    for i in range(self.depth):
+      x = act(conv(f, f"enc{i}")(x))
+      skips.append(x)
+      f *= 2
+      x = act(conv(f, f"down{i}", s=2)(x))
+    x = act(conv(f, "mid0")(x))
+    x = act(conv(f, "mid1")(x))
+    for i in reversed(range(self.depth)):
+      f //= 2
+      skip = skips[i]
+      x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # exact: sizes were padded to multiples of 2**depth
+      x = act(conv(f, f"up{i}")(x))
+      x = act(conv(f, f"dec{i}")(jnp.concatenate([x, skip], -1)))
+    x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype, name="out")(x)
+    return jnp.tanh(x.astype(jnp.float32))[:, :h, :w]

@@ -1,0 +1,101 @@
+"""Repair (inpainting + denoising) presets: `--config configs/repair.py:PRESET`, overridable as --config.a.b=v.
+
+mnist (default)  U-Net + PatchGAN on MNIST IDX files at --config.data.path (e.g. ../shared/data/mnist):
+                 trains on images [:8000] damaged on the fly with holes (centre box, random boxes,
+                 free-form strokes, random pixels), tests on [8000:].
+mnist_denoise    the same network family for Gaussian and salt-and-pepper noise.
+digits           scikit-learn's embedded digits (32x32), holes; trains offline.
+files            your own images: --config.data.path=DIR, --config.data.resolution, --config.data.channels.
+smoke            a few tiny steps on the digits, for tests and quick checks.
+
+`damage.kinds` is any comma-separated subset of center, boxes, strokes, pixels, gaussian,
+salt_pepper; each training image gets one of them, drawn anew every step.
+"""
+
+import ml_collections
+
+from configs.default import get_config as default_config
+
+PRESETS = ("mnist", "mnist_denoise", "digits", "files", "smoke")
+HOLES = "center,boxes,strokes,pixels"
+NOISE = "gaussian,salt_pepper"
+
+
+def base(task: str):
+  """What repair and enhance share: the GAN defaults with an image-to-image model and losses."""
+  config = default_config()
+  config.task = task
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "unet" if task == "repair" else "srgan"
+  config.model.features = 32
+  config.model.depth = 2  # U-Net downsamplings
+  config.model.blocks = 4  # SR residual blocks
+  config.model.scale = 2
+  config.model.d_features = 32
+  config.model.d_layers = 2
+  config.damage = ml_collections.ConfigDict()
+  config.damage.kinds = HOLES
+  config.damage.sigma = 0.2  # Gaussian std in [-1, 1] units (25.5 of 255 grey levels)
+  config.damage.amount = 0.1  # salt-and-pepper fraction
+  for key in ("loss", "num_sample_images"):
+    del config.train[key]
+  config.train.l1_weight = 1.0
+  config.train.adv_weight = 0.01
+  config.train.batch_size = 32
+  config.train.num_steps = 2000
+  config.train.log_every = 50
+  config.train.sample_every = 250
+  config.train.checkpoint_every = 250
+  config.optim.g_lr = 1e-3
+  config.optim.d_lr = 2e-4
+  config.optim.schedule = "cosine"
+  config.optim.warmup_steps = 50
+  config.data.source = "files"
+  config.data.channels = 1
+  config.data.resolution = 28
+  config.data.resize = False
+  config.data.split = "train[:8000]"
+  config.data.test_split = "train[8000:]"
+  return config
+
+
+def smoke(config):
+  config.data.source = "digits"
+  config.data.resolution = 32 if config.task == "repair" else 16
+  config.data.resize = True
+  config.data.split = "train[:1500]"
+  config.data.test_split = "train[1500:1540]"
+  config.model.features = 8
+  config.model.d_features = 8
+  config.model.blocks = 1
+  config.train.batch_size = 8
+  config.optim.warmup_steps = 0
+  config.train.num_steps = 4
+  config.train.log_every = 2
+  config.train.sample_every = 2
+  config.train.checkpoint_every = 2
+  return config
+
+
+def get_config(preset: str = "mnist"):
+  if preset not in PRESETS:
+    raise ValueError(f"unknown preset '{preset}' for configs/repair.py; use one of {', '.join(PRESETS)}")
+  config = base("repair")
+  if preset == "mnist_denoise":
+    config.damage.kinds = NOISE
+  elif preset == "digits":
+    config.data.source = "digits"
+    config.data.resolution = 32
+    config.data.resize = True
+    config.data.split = "train[:1500]"
+    config.data.test_split = "train[1500:]"
+  elif preset == "files":
+    config.data.path = ""
+    config.data.resolution = 64
+    config.data.channels = 3
+    config.data.resize = True
+    config.data.split = "train"
+    config.data.test_split = ""
+  elif preset == "smoke":
+    smoke(config)
+  return config

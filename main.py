@@ -11,7 +11,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample", "classify"], "What to do with the config and workdir.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "explore"],
+                  "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
 flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbered PNGs; "
@@ -19,6 +20,10 @@ flags.DEFINE_string("output", None, "--mode=sample: F.npz, or a folder for numbe
 flags.DEFINE_string("input", None, "--mode=classify: a folder of images, an .npz with 'images', or one image file.")
 flags.DEFINE_integer("sample_seed", 0, "--mode=sample: seed of the latent noise.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+flags.DEFINE_string("labels", None, "--mode=sample, conditional models: class ids to cycle through, e.g. 3 or "
+                    "0,1,7 (default: all classes in turn).")
+flags.DEFINE_string("classifier_workdir", None, "--mode=explore: a trained classifier whose features find the "
+                    "nearest training images (default: pixel space).")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
@@ -37,18 +42,25 @@ def main(argv):
     is_classifier = config.task == "classifier"
     if FLAGS.mode == "classify" and not is_classifier:
       raise UserError("--mode=classify needs a classifier config, e.g. --config configs/classifier.py:mnist")
-    if FLAGS.mode == "sample" and is_classifier:
-      raise UserError("--mode=sample needs a GAN config; a classifier labels images with --mode=classify")
+    if FLAGS.mode in ("sample", "explore") and is_classifier:
+      raise UserError(f"--mode={FLAGS.mode} needs a GAN config; a classifier labels images with --mode=classify")
     if FLAGS.mode == "train" and is_classifier:
       result = classify.train_and_evaluate(config, FLAGS.workdir)
       print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "
             f"({config.data.test_split}) at step {result['step']}; written to {FLAGS.workdir}/metrics.json")
     elif FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
+    elif FLAGS.mode == "explore":
+      from aigc_jax import explore
+
+      path = explore.run(config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed,
+                         FLAGS.classifier_workdir)
+      print(f"wrote {', '.join(sorted(p.name for p in path.iterdir()))} to {path}")
     elif FLAGS.mode == "classify":
       classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
     else:
-      path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
+      path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed,
+                        FLAGS.labels)
       print(f"wrote {FLAGS.num_samples} samples to {path}")
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -32,9 +32,9 @@ def _down(x):
   return nn.avg_pool(x, (2, 2), (2, 2))
 
 
-def _conv(features, k, name, dtype, sn, init=_init):
-  return maybe_sn(nn.Conv(features, (k, k), padding="SAME", kernel_init=init, dtype=dtype, name=name), sn,
-                  f"{name}_sn")
+def _conv(features, k, name, dtype, sn, init=_init, use_bias=True):
+  return maybe_sn(nn.Conv(features, (k, k), padding="SAME", kernel_init=init, use_bias=use_bias, dtype=dtype,
+                          name=name), sn, f"{name}_sn")
 
 
 class SelfAttention(nn.Module):
@@ -69,11 +69,12 @@ class GBlock(nn.Module):
   def __call__(self, x, cond, train: bool):
     cbn = lambda name: ConditionalBatchNorm(self.num_classes, self.bn_axis_name, self.spectral_norm, self.dtype,
                                             name=name)
-    h = _up(nn.relu(cbn("cbn1")(x, cond, train)))
-    h = _conv(self.features, 3, "conv1", self.dtype, self.spectral_norm, _res_init)(h, train)
-    h = nn.relu(cbn("cbn2")(h, cond, train))
-    h = _conv(self.features, 3, "conv2", self.dtype, self.spectral_norm, _res_init)(h, train)
-    return h + _conv(self.features, 1, "shortcut", self.dtype, self.spectral_norm)(_up(x), train)
+    # No biases: every output here feeds a BatchNorm, which removes them (their gradient is 0).
+    conv = lambda k, name, init=_res_init: _conv(self.features, k, name, self.dtype, self.spectral_norm, init,
+                                                 use_bias=False)
+    h = conv(3, "conv1")(_up(nn.relu(cbn("cbn1")(x, cond, train))), train)
+    h = conv(3, "conv2")(nn.relu(cbn("cbn2")(h, cond, train)), train)
+    return h + conv(1, "shortcut", _init)(_up(x), train)
 
 
 class DBlock(nn.Module):
@@ -138,7 +139,7 @@ class Generator(nn.Module):
     if cond is not None and self.shared_dim:
       cond = nn.Embed(self.num_classes, self.shared_dim, name="shared_embed")(labels)
     sn = self.spectral_norm
-    x = maybe_sn(nn.Dense(4 * 4 * widths[0], kernel_init=_init, dtype=self.dtype, name="project"), sn,
+    x = maybe_sn(nn.Dense(4 * 4 * widths[0], use_bias=False, kernel_init=_init, dtype=self.dtype, name="project"), sn,
                  "project_sn")(z.astype(self.dtype), train)
     x = x.reshape(z.shape[0], 4, 4, widths[0])
     for i in range(num_blocks):

@@ -15,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "sample", "classify", "eval", "probe", "repair", "enhance"],
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "probe", "explore", "classify", "repair", "enhance"],
                   "What to do with the config and workdir.")
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and sample grids.")
 flags.DEFINE_integer("num_samples", 10_000, "--mode=sample: how many images to generate.")
@@ -31,9 +31,28 @@ flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "--mode=eval/probe
 flags.DEFINE_string("samples", None, "--mode=eval: an .npz of uint8 'images' to score instead of a "
                     "checkpoint, or data:SPLIT for real images of the config's dataset.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+flags.DEFINE_string("labels", None, "--mode=sample, conditional models: class ids to cycle through, e.g. 3 or "
+                    "0,1,7 (default: all classes in turn).")
+flags.DEFINE_string("classifier_workdir", None, "--mode=explore: a trained classifier whose features find the "
+                    "nearest training images (default: pixel space).")
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with a preset: configs/dcgan.py:digits.",
                                 lock_config=True)
 flags.mark_flags_as_required(["config"])  # --workdir too, except for --mode=eval --samples
+
+# Which --mode each kind of config (config.task) takes, and which config each mode needs.
+MODES = {"gan": ("train", "sample", "eval", "probe", "explore"), "classifier": ("train", "classify"),
+         "repair": ("train", "repair"), "enhance": ("train", "enhance")}
+MODE_CONFIGS = {
+    "train": "", "sample": "Use a GAN config, e.g. configs/dcgan.py:digits.",
+    "eval": "Use a GAN config, e.g. configs/dcgan.py:digits.", "probe": "Use a GAN config, e.g. configs/dcgan.py:digits.",
+    "explore": "Use a GAN config, e.g. configs/sngan.py:digits.",
+    "classify": "Use a classifier config, e.g. configs/classifier.py:mnist.",
+    "repair": "Use a repair config, e.g. configs/repair.py:mnist.",
+    "enhance": "Use a super-resolution config, e.g. configs/enhance.py:mnist_x2."}
+
+
+def config_name():
+  return FLAGS["config"].config_filename
 
 
 def main(argv):
@@ -47,30 +66,17 @@ def main(argv):
   try:
     compilation.enable()  # before anything compiles; $AIGC_COMPILATION_CACHE=off disables it.
     distributed.initialize(config)  # before any JAX computation, so jax.devices() spans all hosts.
-    is_classifier = config.task == "classifier"
+    task = config.get("task", "gan")
+    if FLAGS.mode not in MODES[task]:
+      raise UserError(f"--mode={FLAGS.mode} does not apply to a {task} config ({config_name()}); a {task} config "
+                      f"takes --mode={'|'.join(MODES[task])}. {MODE_CONFIGS[FLAGS.mode]}")
     if not FLAGS.workdir and not (FLAGS.mode == "eval" and FLAGS.samples):
       raise UserError("--workdir is required (--mode=eval can take --samples F.npz instead)")
-    if FLAGS.mode in ("eval", "probe") and is_classifier:
-      raise UserError(f"--mode={FLAGS.mode} needs a GAN config, e.g. --config configs/dcgan.py:digits")
-    if FLAGS.mode == "classify" and not is_classifier:
-      raise UserError("--mode=classify needs a classifier config, e.g. --config configs/classifier.py:mnist")
-    if FLAGS.mode == "repair":
-      from aigc_jax import repair
-      repair.run(config, FLAGS.workdir, FLAGS.input, FLAGS.mask, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
-      return 0
-    if FLAGS.mode == "enhance":
-      from aigc_jax import enhance
-      enhance.run(config, FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.overwrite, FLAGS.degrade)
-      return 0
-    if FLAGS.mode == "sample" and config.task in ("repair", "enhance"):
-      raise UserError(f"--mode=sample needs a GAN config; a {config.task} network runs with --mode={config.task}")
-    if FLAGS.mode == "sample" and is_classifier:
-      raise UserError("--mode=sample needs a GAN config; a classifier labels images with --mode=classify")
-    if FLAGS.mode == "train" and is_classifier:
+    if FLAGS.mode == "train" and task == "classifier":
       result = classify.train_and_evaluate(config, FLAGS.workdir)
       print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "
             f"({config.data.test_split}) at step {result['step']}; written to {FLAGS.workdir}/metrics.json")
-    elif FLAGS.mode == "train" and config.task in ("repair", "enhance"):
+    elif FLAGS.mode == "train" and task in ("repair", "enhance"):
       from aigc_jax import image2image
       result = image2image.train_and_evaluate(config, FLAGS.workdir)
       if "psnr" in result:
@@ -78,16 +84,28 @@ def main(argv):
               f"{result['ssim']:.4f} on {result['test_examples']} images; written to {FLAGS.workdir}/metrics.json")
     elif FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir)
-    elif FLAGS.mode == "classify":
-      classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
+    elif FLAGS.mode == "sample":
+      path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed,
+                        FLAGS.labels)
+      print(f"wrote {FLAGS.num_samples} samples to {path}")
     elif FLAGS.mode == "eval":
       evaluation.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, samples=FLAGS.samples, output=FLAGS.output,
                      overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "probe":
       probe.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, output=FLAGS.output, overwrite=FLAGS.overwrite)
-    else:
-      path = sample.run(config, FLAGS.workdir, FLAGS.num_samples, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
-      print(f"wrote {FLAGS.num_samples} samples to {path}")
+    elif FLAGS.mode == "explore":
+      from aigc_jax import explore
+      path = explore.run(config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed,
+                         FLAGS.classifier_workdir or config.eval.classifier_workdir or None)
+      print(f"wrote {', '.join(sorted(p.name for p in path.iterdir()))} to {path}")
+    elif FLAGS.mode == "classify":
+      classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
+    elif FLAGS.mode == "repair":
+      from aigc_jax import repair
+      repair.run(config, FLAGS.workdir, FLAGS.input, FLAGS.mask, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
+    elif FLAGS.mode == "enhance":
+      from aigc_jax import enhance
+      enhance.run(config, FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.overwrite, FLAGS.degrade)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

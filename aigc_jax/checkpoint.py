@@ -16,7 +16,8 @@ import orbax.checkpoint as ocp
 from aigc_jax.errors import UserError
 
 # Config entries that must match to resume: they change the networks or their inputs.
-RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule")
+RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule",
+               "train.ema_decay")
 # Formulations of the same layers (same parameters and values): a checkpoint moves freely between them.
 INTERCHANGEABLE_KEYS = ("model.upconv_impl", "model.downconv_impl")
 

@@ -1,7 +1,8 @@
 """The pure GAN train step: `state, batch -> state, metrics`.
 
-One jitted function does a discriminator update on a real and a generated batch, then a
-generator update against the updated discriminator. It neither knows nor cares whether it runs
+One jitted function does `d_steps` discriminator updates on a real and a generated batch, then a
+generator update against the updated discriminator (and, when enabled, updates the moving
+average of G's weights). It neither knows nor cares whether it runs
 under `jax.pmap` (pass the pmap `axis_name`: gradients, metrics and BatchNorm statistics are
 averaged over it) or under `jax.jit` on a sharded global batch (`axis_name=None`).
 """
@@ -14,7 +15,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from aigc_jax import losses
+from aigc_jax import augment as augment_lib
+from aigc_jax import ema as ema_lib
+from aigc_jax import losses, regularizers
 
 
 class GANState(struct.PyTreeNode):
@@ -33,28 +36,39 @@ class GANState(struct.PyTreeNode):
   g_tx: optax.GradientTransformation = struct.field(pytree_node=False)
   d_tx: optax.GradientTransformation = struct.field(pytree_node=False)
   z_dim: int = struct.field(pytree_node=False, default=100)
+  num_classes: int = struct.field(pytree_node=False, default=0)  # > 0: G and D take labels
+  ema_params: Any = None  # moving average of g_params; None when train.ema_decay is 0
 
   @property
   def arrays(self):
     """The checkpointed part of the state."""
-    return {k: getattr(self, k) for k in ("step", "rng", "g_params", "g_stats", "d_params", "d_stats",
-                                          "g_opt", "d_opt")}
+    keys = ("step", "rng", "g_params", "g_stats", "d_params", "d_stats", "g_opt", "d_opt")
+    if self.ema_params is not None:
+      keys += ("ema_params",)
+    return {k: getattr(self, k) for k in keys}
 
   def with_arrays(self, arrays):
     return self.replace(**arrays)
 
 
-def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shape) -> GANState:
+def _label_kw(labels):
+  return {} if labels is None else {"labels": labels}
+
+
+def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shape, num_classes: int = 0,
+                 ema: bool = False) -> GANState:
   """Initialises both networks and their optimizers (on the host's default device)."""
   init_rng, g_rng, d_rng = jax.random.split(rng, 3)
-  g_vars = generator.init(g_rng, jnp.zeros((2, z_dim)), train=False)
-  d_vars = discriminator.init(d_rng, jnp.zeros((2, *image_shape)), train=False)
+  labels = jnp.zeros((2,), jnp.int32) if num_classes else None
+  g_vars = generator.init(g_rng, jnp.zeros((2, z_dim)), train=False, **_label_kw(labels))
+  d_vars = discriminator.init(d_rng, jnp.zeros((2, *image_shape)), train=False, **_label_kw(labels))
   return GANState(
       step=jnp.zeros((), jnp.int32), rng=init_rng,
       g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
       d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
       g_opt=g_tx.init(g_vars["params"]), d_opt=d_tx.init(d_vars["params"]),
-      generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, z_dim=z_dim)
+      generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, z_dim=z_dim,
+      num_classes=num_classes, ema_params=jax.tree.map(jnp.copy, g_vars["params"]) if ema else None)
 
 
 SCHEDULES = ("constant", "cosine", "linear")
@@ -94,70 +108,173 @@ def noise(rng, batch_size: int, z_dim: int, axis_name=None):
   return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * batch_size, batch_size)
 
 
+def random_labels(rng, batch_size: int, num_classes: int, axis_name=None):
+  """Uniform class labels for generated images, drawn for the global batch like `noise`."""
+  if axis_name is None:
+    return jax.random.randint(rng, (batch_size,), 0, num_classes)
+  n = jax.lax.axis_size(axis_name)
+  y = jax.random.randint(rng, (batch_size * n,), 0, num_classes)
+  return jax.lax.dynamic_slice_in_dim(y, jax.lax.axis_index(axis_name) * batch_size, batch_size)
+
+
 def _mean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
-def generate(state: GANState, z, train: bool):
-  """G(z); in train mode also returns G's updated BatchNorm statistics."""
-  variables = {"params": state.g_params, "batch_stats": state.g_stats}
+def generate(state: GANState, z, train: bool, labels=None, params=None):
+  """G(z[, labels]); in train mode also returns G's updated BatchNorm (and spectral-norm) statistics."""
+  variables = {"params": state.g_params if params is None else params, "batch_stats": state.g_stats}
   if train:
-    images, updates = state.generator.apply(variables, z, train=True, mutable=["batch_stats"])
-    return images, updates["batch_stats"]
-  return state.generator.apply(variables, z, train=False), state.g_stats
+    images, updates = state.generator.apply(variables, z, train=True, mutable=["batch_stats"], **_label_kw(labels))
+    return images, updates.get("batch_stats", state.g_stats)
+  return state.generator.apply(variables, z, train=False, **_label_kw(labels)), state.g_stats
 
 
-def discriminator_step(state: GANState, real, rng, axis_name=None):
-  """Updates D (and its BatchNorm statistics) on a real batch and a batch from the current G."""
-  d = state.discriminator
-  fake, _ = generate(state, noise(rng, real.shape[0], state.z_dim, axis_name), train=True)
+def discriminate(state: GANState, d_params, d_stats, images, labels=None):
+  """D in train mode -> (logits [N], AC-GAN class logits or None, updated statistics)."""
+  out, upd = state.discriminator.apply({"params": d_params, "batch_stats": d_stats}, images, mutable=["batch_stats"],
+                                       **_label_kw(labels))
+  logits, class_logits = out if isinstance(out, tuple) else (out, None)
+  return logits, class_logits, upd.get("batch_stats", d_stats)
+
+
+def _augment(rng, images, policy, axis_name):
+  return augment_lib.diff_augment(rng, images, policy, axis_name) if policy else images
+
+
+def _penalties(state, d_params, d_stats, real, fake, labels, rng, axis_name, *, gp_weight, r1_gamma, r1_every):
+  """WGAN-GP and (lazy) R1 terms on the images D sees; statistics updates inside them are dropped."""
+  fn = lambda x: discriminate(state, d_params, d_stats, x, labels)[0]
+  terms = {}
+  if gp_weight > 0:
+    eps = augment_lib.uniform(rng, (real.shape[0],), axis_name)
+    terms["d_gp"] = (gp_weight, regularizers.gradient_penalty(fn, real, fake, eps))
+  if r1_gamma > 0:
+    if r1_every > 1:  # lazy R1 (Karras et al. 2020): every r1_every steps, scaled up to keep its strength.
+      r1 = jax.lax.cond(state.step % r1_every == 0, lambda: regularizers.r1_penalty(fn, real),
+                        lambda: jnp.zeros((), jnp.float32))
+    else:
+      r1 = regularizers.r1_penalty(fn, real)
+    terms["d_r1"] = (0.5 * r1_gamma * r1_every, r1)
+  return terms
+
+
+def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=None, loss: str = "non_saturating",
+                       augment=(), gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_every: int = 1,
+                       acgan_weight: float = 1.0):
+  """Updates D (and its BatchNorm / spectral-norm statistics) on a real batch and a batch from the current G."""
+  n = real.shape[0]
+  fake_labels = random_labels(jax.random.fold_in(rng, 1), n, state.num_classes, axis_name) if state.num_classes \
+      else None
+  labels = labels if state.num_classes else None
+  fake, _ = generate(state, noise(rng, n, state.z_dim, axis_name), train=True, labels=fake_labels)
   fake = jax.lax.stop_gradient(fake)
+  real_in = _augment(jax.random.fold_in(rng, 2), real, augment, axis_name)
+  fake_in = _augment(jax.random.fold_in(rng, 3), fake, augment, axis_name)
 
   def loss_fn(d_params):
-    real_logits, upd = d.apply({"params": d_params, "batch_stats": state.d_stats}, real, mutable=["batch_stats"])
-    fake_logits, upd = d.apply({"params": d_params, "batch_stats": upd["batch_stats"]}, fake,
-                               mutable=["batch_stats"])
-    return losses.discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits, upd["batch_stats"])
+    real_logits, real_cls, stats = discriminate(state, d_params, state.d_stats, real_in, labels)
+    fake_logits, fake_cls, stats = discriminate(state, d_params, stats, fake_in, fake_labels)
+    total = losses.discriminator_loss(real_logits, fake_logits, loss)
+    parts = {}
+    if real_cls is not None:
+      parts["d_acgan"] = (acgan_weight, losses.classification_loss(real_cls, labels)
+                          + losses.classification_loss(fake_cls, fake_labels))
+    parts.update(_penalties(state, d_params, state.d_stats, real_in, fake_in, labels, jax.random.fold_in(rng, 4),
+                            axis_name, gp_weight=gp_weight, r1_gamma=r1_gamma, r1_every=r1_every))
+    for weight, value in parts.values():
+      total = total + weight * value
+    return total, (real_logits, fake_logits, stats, {k: v for k, (_, v) in parts.items()})
 
-  (loss, (real_logits, fake_logits, d_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  (loss_value, (real_logits, fake_logits, d_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.d_params)
   grads = _mean(grads, axis_name)
   updates, d_opt = state.d_tx.update(grads, state.d_opt, state.d_params)
-  metrics = _mean({"d_loss": loss, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits))}, axis_name)
+  metrics = _mean({"d_loss": loss_value, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+                   "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), **extra}, axis_name)
   metrics["d_grad_norm"] = optax.global_norm(grads)
   return state.replace(d_params=optax.apply_updates(state.d_params, updates), d_stats=d_stats, d_opt=d_opt), metrics
 
 
-def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_saturating", axis_name=None):
+def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_saturating", axis_name=None, *,
+                   augment=(), acgan_weight: float = 1.0, ortho_weight: float = 0.0):
   """Updates G (and its BatchNorm statistics) against the current D, which stays fixed."""
-  d = state.discriminator
   z = noise(rng, batch_size, state.z_dim, axis_name)
+  fake_labels = random_labels(jax.random.fold_in(rng, 1), batch_size, state.num_classes, axis_name) \
+      if state.num_classes else None
 
   def loss_fn(g_params):
-    images, upd = state.generator.apply({"params": g_params, "batch_stats": state.g_stats}, z, train=True,
-                                        mutable=["batch_stats"])
+    images, g_stats = generate(state, z, train=True, labels=fake_labels, params=g_params)
+    images = _augment(jax.random.fold_in(rng, 2), images, augment, axis_name)
     # D scores with batch statistics, as in its own step; the statistics it would update are dropped.
-    logits, _ = d.apply({"params": state.d_params, "batch_stats": state.d_stats}, images, mutable=["batch_stats"])
-    return losses.generator_loss(logits, loss), upd["batch_stats"]
+    logits, class_logits, _ = discriminate(state, state.d_params, state.d_stats, images, fake_labels)
+    total = losses.generator_loss(logits, loss)
+    extra = {}
+    if class_logits is not None:
+      extra["g_acgan"] = losses.classification_loss(class_logits, fake_labels)
+      total = total + acgan_weight * extra["g_acgan"]
+    if ortho_weight > 0:
+      extra["g_ortho"] = regularizers.orthogonal(g_params)
+      total = total + ortho_weight * extra["g_ortho"]
+    return total, (g_stats, extra)
 
-  (g_loss, g_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  (g_loss, (g_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
   grads = _mean(grads, axis_name)
   updates, g_opt = state.g_tx.update(grads, state.g_opt, state.g_params)
-  metrics = {"g_loss": _mean(g_loss, axis_name), "g_grad_norm": optax.global_norm(grads)}
+  metrics = {"g_loss": _mean(g_loss, axis_name), "g_grad_norm": optax.global_norm(grads), **_mean(extra, axis_name)}
   return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=g_stats, g_opt=g_opt), metrics
 
 
-def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_name=None):
-  """One discriminator update, then one generator update against the updated discriminator."""
+def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_name=None, d_steps: int = 1,
+               augment=(), gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_every: int = 1,
+               acgan_weight: float = 1.0, ortho_weight: float = 0.0, ema_decay: float = 0.0, ema_start: int = 0):
+  """`d_steps` discriminator updates, then one generator update against the updated discriminator.
+
+  With d_steps > 1 every discriminator update sees the same real batch (the step consumes one
+  batch) with fresh generated images and fresh augmentations.
+  """
   rng = jax.random.fold_in(state.rng, state.step)
   d_rng, g_rng = jax.random.split(rng)
-  state, d_metrics = discriminator_step(state, batch["image"], d_rng, axis_name)
-  state, g_metrics = generator_step(state, batch["image"].shape[0], g_rng, loss, axis_name)
+  images = batch["image"]
+  d_kw = dict(labels=batch.get("label"), loss=loss, augment=augment, gp_weight=gp_weight, r1_gamma=r1_gamma,
+              r1_every=r1_every, acgan_weight=acgan_weight)
+  if d_steps == 1:
+    state, d_metrics = discriminator_step(state, images, d_rng, axis_name, **d_kw)
+  else:
+    def body(s, i):
+      return discriminator_step(s, images, jax.random.fold_in(d_rng, i), axis_name, **d_kw)
+    state, all_metrics = jax.lax.scan(body, state, jnp.arange(d_steps))
+    d_metrics = jax.tree.map(lambda m: m[-1], all_metrics)
+  state, g_metrics = generator_step(state, images.shape[0], g_rng, loss, axis_name, augment=augment,
+                                    acgan_weight=acgan_weight, ortho_weight=ortho_weight)
   metrics = {k: v for m in (d_metrics, g_metrics) for k, v in m.items()}
-  return state.replace(step=state.step + 1), metrics
+  state = state.replace(step=state.step + 1)
+  if state.ema_params is not None and ema_decay > 0:
+    state = state.replace(ema_params=ema_lib.update(state.ema_params, state.g_params, state.step, ema_decay,
+                                                    ema_start))
+  return state, metrics
 
 
-def sample_step(state: GANState, z):
-  """Images in [-1, 1] from the generator with its running BatchNorm statistics."""
-  return generate(state, z, train=False)[0]
+def step_options(config) -> dict:
+  """train_step's keyword options from a config (keys a preset lacks take their defaults)."""
+  t, aug = config.train, config.get("augment", {})
+  return dict(loss=t.loss, d_steps=t.get("d_steps", 1), augment=augment_lib.parse_policy(aug.get("policy", "")),
+              gp_weight=t.get("gp_weight", 0.0), r1_gamma=t.get("r1_gamma", 0.0), r1_every=t.get("r1_every", 1),
+              acgan_weight=t.get("acgan_weight", 1.0), ortho_weight=t.get("ortho_weight", 0.0),
+              ema_decay=t.get("ema_decay", 0.0), ema_start=t.get("ema_start", 0))
 
+
+def default_labels(n: int, num_classes: int):
+  """Classes 0, 1, ..., num_classes - 1, 0, 1, ...: balanced labels when a caller gives none."""
+  return jnp.arange(n, dtype=jnp.int32) % num_classes
+
+
+def sample_step(state: GANState, z, labels=None):
+  """Images in [-1, 1] from the generator with its running BatchNorm statistics.
+
+  Uses the moving average of G's weights when the state has one. A conditional generator given no
+  labels draws balanced classes (default_labels).
+  """
+  if state.num_classes and labels is None:
+    labels = default_labels(z.shape[0], state.num_classes)
+  return generate(state, z, train=False, labels=labels if state.num_classes else None, params=state.ema_params)[0]

@@ -11,7 +11,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax import data, images, loop, losses, models, parallel, steps, summary
+from aigc_jax import augment, data, images, loop, losses, models, parallel, steps, summary
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 
@@ -28,8 +28,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
     raise UserError(f"config.train.batch_size={t.batch_size} does not split over {jax.process_count()} processes")
   if t.num_steps <= 0:
     raise UserError(f"config.train.num_steps={t.num_steps} must be positive")
-  if t.loss not in losses.GENERATOR_LOSSES:
-    raise UserError(f"config.train.loss='{t.loss}' is not one of {losses.GENERATOR_LOSSES}")
+  if t.loss not in losses.LOSSES:
+    raise UserError(f"config.train.loss='{t.loss}' is not one of {', '.join(losses.LOSSES)}")
+  validate_beyond(config)
   if config.optim.schedule not in steps.SCHEDULES:
     raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
   if config.model.upconv_impl not in ("auto", "xla", "fast"):
@@ -41,6 +42,28 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
       raise UserError(f"config.train.{key}={t[key]} must be positive")
 
 
+def validate_beyond(config: ml_collections.ConfigDict):
+  """Checks of the keys configs/sngan.py introduced (losses, regularisers, EMA, augmentation, subsets)."""
+  t = config.train
+  for key in ("gp_weight", "r1_gamma", "acgan_weight", "ortho_weight"):
+    if t.get(key, 0.0) < 0:
+      raise UserError(f"config.train.{key}={t[key]} must be >= 0")
+  for key in ("d_steps", "r1_every"):
+    if t.get(key, 1) < 1:
+      raise UserError(f"config.train.{key}={t[key]} must be a positive integer")
+  if not 0.0 <= t.get("ema_decay", 0.0) < 1.0:
+    raise UserError(f"config.train.ema_decay={t.ema_decay} must be in [0, 1); 0 disables the moving average")
+  if t.get("ema_start", 0) < 0:
+    raise UserError(f"config.train.ema_start={t.ema_start} must be >= 0")
+  fraction = config.data.get("fraction", 1.0)
+  if not 0.0 < fraction <= 1.0:
+    raise UserError(f"config.data.fraction={fraction} must be in (0, 1]")
+  try:
+    augment.parse_policy(config.get("augment", {}).get("policy", ""))
+  except ValueError as e:
+    raise UserError(f"config.augment.policy: {e}") from None
+
+
 def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.GANState:
   """The initial host-side state for `config` (deterministic in config.seed)."""
   shape = (config.data.resolution, config.data.resolution, config.data.channels)
@@ -49,9 +72,11 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.G
   d_tx = steps.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
   # Partitionable threefry is for sharded randomness; the host-side init compiles ~5x faster without it.
   with jax.threefry_partitionable(False):
-    state = jax.jit(steps.create_state, static_argnums=(1, 2, 3, 4), static_argnames=("z_dim", "image_shape"))(
+    state = jax.jit(steps.create_state, static_argnums=(1, 2, 3, 4),
+                    static_argnames=("z_dim", "image_shape", "num_classes", "ema"))(
         jax.random.PRNGKey(config.seed), generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,
-        image_shape=shape)
+        image_shape=shape, num_classes=models.num_classes(config.model),
+        ema=config.train.get("ema_decay", 0.0) > 0)
   return jax.device_get(state)
 
 
@@ -63,6 +88,19 @@ def _same_on_all_processes(what: str, value: int, directory: Path):
   if (values != int(value)).any():
     raise UserError(f"the processes see different checkpoints in {directory} ({what} per process: "
                     f"{values.tolist()}); --workdir must be one directory all processes share")
+
+
+def check_labels(config, source):
+  """A conditional model needs a labelled source with at most model.num_classes classes."""
+  classes = models.num_classes(config.model)
+  if not classes:
+    return
+  if not source.num_classes:
+    raise UserError(f"config.model.cond_mode='{config.model.cond_mode}' needs labelled images, but data source "
+                    f"'{config.data.source}' has no labels; use --config.model.cond_mode=none")
+  if source.num_classes > classes:
+    raise UserError(f"the data has {source.num_classes} classes but config.model.num_classes={classes}; "
+                    f"set --config.model.num_classes={source.num_classes}")
 
 
 def fixed_noise(config, n: int):
@@ -80,6 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   ckpt = Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
   if jax.process_count() > 1:  # opening existing checkpoints is itself a collective step in Orbax.
     _same_on_all_processes("checkpoint directory exists", ckpt.directory.exists(), ckpt.directory)
+  check_labels(config, source)
   start_step = ckpt.check_compatible(config) or 0
   if jax.process_count() > 1:
     _same_on_all_processes("latest step", start_step, ckpt.directory)
@@ -106,9 +145,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   host_batches = data.batches(source, config.data, batch_size=per_process_batch, seed=config.seed,
                               start_step=start_step)
   device_batches = parallel.prefetch(host_batches, dp.put_batch)
-  train_step = dp.step(steps.train_step, loss=t.loss)
+  train_step = dp.step(steps.train_step, **steps.step_options(config))
   sample = jax.jit(steps.sample_step)
   z_fixed = fixed_noise(config, t.num_sample_images)
+  # Conditional grids: one class per column, so every row runs through the classes.
+  labels_fixed = steps.default_labels(t.num_sample_images, state.num_classes) if state.num_classes else None
   progress = summary.Progress(start_step, t.num_steps)
   dstate = dp.put_state(state)
 
@@ -116,7 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
     return state.with_arrays(dp.get_state(dstate.arrays))
 
   def write_samples(step, host):
-    grid = images.grid(images.to_uint8(sample(host, z_fixed)))
+    grid = images.grid(images.to_uint8(sample(host, z_fixed, labels_fixed)),
+                       ncols=state.num_classes or None)
     writer.image(step, "samples", grid)
     if is_main:
       images.save_png(workdir / "samples" / f"step_{step:07d}.png", grid, scale=max(1, 128 // grid.shape[0] + 1))

@@ -273,5 +273,5 @@ def test_main_bad_input_is_one_line_error_with_exit_code_2(trained, tmp_path):
   assert not (tmp_path / "out").exists()
   r = run_main("--mode=enhance", "--config", "configs/repair.py:smoke", "--workdir", str(rdir), "--input",
                str(tmp_path / "a.png"), "--output", str(tmp_path / "out"))
-  assert r.returncode == 2 and "needs a super-resolution config" in r.stderr
+  assert r.returncode == 2 and "--mode=enhance does not apply to a repair config" in r.stderr
   assert not (tmp_path / "out").exists()

@@ -37,5 +37,5 @@ def test_saturated_logits_stay_finite():
 
 
 def test_unknown_generator_loss():
-  with pytest.raises(ValueError, match="unknown generator loss 'wgan'"):
-    losses.generator_loss(jnp.zeros(2), "wgan")
+  with pytest.raises(ValueError, match="unknown generator loss 'nope'"):
+    losses.generator_loss(jnp.zeros(2), "nope")

@@ -58,6 +58,8 @@ def load(data_config, *, seed: int, process_index: int = 0, process_count: int =
   num_classes = int(labels.max()) + 1 if labels.size and labels.min() >= 0 else None
   sl = split_slice(split, len(images), data_config.source, key=f"config.data.{split_key}")
   images, labels = images[sl], labels[sl]
+  keep = fraction_indices(len(images), data_config.get("fraction", 1.0))
+  images, labels = images[keep], labels[keep]
   images = fit_images(images, data_config.resolution, data_config.channels, data_config.resize)
   # Each process reads a disjoint, equally sized slice, as tfds.split_for_jax_process does.
   per_process = len(images) // process_count
@@ -94,6 +96,18 @@ def split_slice(split: str, num_examples: int, source: str = "in-memory", key: s
   return sl
 
 
+def fraction_indices(num_examples: int, fraction: float) -> np.ndarray:
+  """A deterministic subset (the same for every seed and process) of round(fraction * n) >= 1 indices, in order.
+
+  Drawn by a fixed permutation rather than taken from the front, so a subset of a sorted set
+  still covers its classes.
+  """
+  if fraction >= 1.0:
+    return np.arange(num_examples)
+  n = max(1, int(round(fraction * num_examples)))
+  return np.sort(np.random.default_rng(0).permutation(num_examples)[:n])
+
+
 def _tfds_source(cfg, split, seed, process_index, process_count) -> Source:
   data_dir = cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
   try:
@@ -113,6 +127,12 @@ def _tfds_source(cfg, split, seed, process_index, process_count) -> Source:
     raise UserError(f"TFDS dataset '{cfg.name}' has no split '{name}'; available: {sorted(builder.info.splits)}")
   if "image" not in builder.info.features:
     raise UserError(f"TFDS dataset '{cfg.name}' has no 'image' feature; features: {list(builder.info.features)}")
+  fraction = cfg.get("fraction", 1.0)
+  if fraction < 1.0:  # TFDS reads a percentage slice: the first examples of the split, the same on every run.
+    if "[" in split:
+      raise UserError(f"config.data.fraction={fraction} cannot be combined with the sliced split '{split}'; "
+                      "slice the split alone, e.g. 'train[:10%]'")
+    split = f"{split}[:{max(1, int(round(fraction * 100)))}%]"
   split = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count,
                                      drop_remainder=True)
   ds = builder.as_dataset(split=split, shuffle_files=True, decoders={"image": tfds.decode.SkipDecoding()},

@@ -1,8 +1,18 @@
 """Generator and discriminator networks."""
 
+import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax.models import dcgan
+from aigc_jax.models import dcgan, sngan
+from aigc_jax.models.conditioning import COND_MODES
+
+MODELS = ("dcgan", "sngan", "biggan")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def num_classes(model_config) -> int:
+  """Classes the networks are conditioned on; 0 for unconditional models."""
+  return model_config.get("num_classes", 0) if model_config.get("cond_mode", "none") != "none" else 0
 
 
 def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=None):
@@ -15,10 +25,38 @@ def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=Non
                     f"use square images of {' or '.join(map(str, dcgan.SUPPORTED_RESOLUTIONS))} pixels")
   if channels not in (1, 3):
     raise UserError(f"images with {channels} channels are not supported; use 1 (grey) or 3 (RGB)")
-  if model_config.name != "dcgan":
-    raise UserError(f"unknown model '{model_config.name}'; available: dcgan")
-  g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
-                      bn_axis_name=bn_axis_name, upconv_impl=model_config.upconv_impl)
-  d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
-                          bn_axis_name=bn_axis_name, downconv_impl=model_config.get("downconv_impl", "auto"))
+  if model_config.name not in MODELS:
+    raise UserError(f"unknown model '{model_config.name}'; available: {', '.join(MODELS)}")
+  dtype_name = model_config.get("dtype", "float32")
+  if dtype_name not in DTYPES:
+    raise UserError(f"config.model.dtype='{dtype_name}' is not one of {', '.join(DTYPES)}")
+  dtype = DTYPES[dtype_name]
+  cond_mode = model_config.get("cond_mode", "none")
+  if cond_mode not in COND_MODES:
+    raise UserError(f"config.model.cond_mode='{cond_mode}' is not one of {', '.join(COND_MODES)}")
+  classes = num_classes(model_config)
+  if cond_mode != "none" and classes < 2:
+    raise UserError(f"config.model.num_classes={classes} must be at least 2 for cond_mode '{cond_mode}'")
+  if model_config.name == "dcgan":
+    if cond_mode != "none":
+      raise UserError(f"config.model.cond_mode='{cond_mode}' needs model 'sngan' or 'biggan'; dcgan is "
+                      "unconditional")
+    g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
+                        bn_axis_name=bn_axis_name, upconv_impl=model_config.upconv_impl, dtype=dtype)
+    d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
+                            bn_axis_name=bn_axis_name, downconv_impl=model_config.get("downconv_impl", "auto"),
+                            dtype=dtype)
+    return g, d
+  big = model_config.name == "biggan"
+  attention_res = model_config.get("attention_res", 0)
+  if attention_res and attention_res not in (8, 16, 32) or attention_res >= height:
+    raise UserError(f"config.model.attention_res={attention_res} must be 0 (none) or 8, 16 or 32 and below "
+                    f"the image size {height}")
+  g = sngan.Generator(resolution=height, channels=channels, features=model_config.g_features, num_classes=classes,
+                      shared_dim=model_config.get("shared_dim", 128) if big and classes else 0,
+                      hierarchical_z=big, attention_res=attention_res, spectral_norm=big,
+                      bn_axis_name=bn_axis_name, dtype=dtype)
+  d = sngan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
+                          num_classes=classes, cond_mode=cond_mode, attention_res=attention_res,
+                          spectral_norm=model_config.get("spectral_norm", True), dtype=dtype)
   return g, d

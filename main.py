@@ -7,6 +7,9 @@
       --config.eval.classifier_workdir=runs/clf_digits [--checkpoint best] [--output m.json]
   python main.py --mode=eval --config configs/dcgan.py:digits --samples samples.npz --config.eval.classifier_workdir=...
   python main.py --mode=probe --config configs/dcgan.py:digits --workdir runs/digits
+  python main.py --config configs/repair.py:mnist --config.data.path=DIR --workdir runs/repair
+  python main.py --mode=repair --config configs/repair.py:mnist --workdir runs/repair --input IMG_OR_DIR \
+      --mask center --output OUT
 """
 
 import sys

@@ -153,13 +153,17 @@ class Evaluator:
         raise UserError(f"the real split '{key['split']}' has {stats.count} images; FID needs at least 2")
       return {**stats.to_dict(), "class_hist": hist / stats.count, "confident": confident / stats.count}
 
-    is_main = jax.process_index() == 0
-    if jax.process_count() > 1 and not is_main:  # process 0 computes and writes the cache first.
-      _barrier("eval_real_stats")
-    stats = metrics.cached_stats(_cache_dir(e), key, compute)
-    if jax.process_count() > 1 and is_main:
-      _barrier("eval_real_stats")
-    return stats
+    if jax.process_count() == 1:
+      return metrics.cached_stats(_cache_dir(e), key, compute)
+    # Process 0 computes and writes the cache first; it reaches the barrier even when the data is bad,
+    # so the others go on to raise the same error instead of waiting for it.
+    if jax.process_index() == 0:
+      try:
+        return metrics.cached_stats(_cache_dir(e), key, compute)
+      finally:
+        _barrier("eval_real_stats")
+    _barrier("eval_real_stats")
+    return metrics.cached_stats(_cache_dir(e), key, compute)
 
   def check_images(self, images: np.ndarray, what: str):
     if images.dtype != np.uint8 or images.ndim != 4:

@@ -91,7 +91,7 @@ def get_config():
   config.probe.train_split = "train[:80%]"  # labelled images; in-memory sources slice their one split
   config.probe.test_split = "train[80%:]"
   config.probe.val_fraction = 0.2  # of the train split, to choose C
-  config.probe.cs = "0.001,0.01,0.1,1"  # inverse L2 strengths tried
+  config.probe.cs = "0.0001,0.001,0.01,0.1,1,10"  # inverse L2 strengths tried
   config.probe.pool = 4  # each discriminator layer is max-pooled to pool x pool
   config.probe.limit = 10_000  # at most this many train images
   config.probe.seed = 1  # the randomly initialised discriminator

@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -11,3 +12,5 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# main.py runs in subprocesses share one compilation cache for the session instead of the user's.
+os.environ.setdefault("AIGC_COMPILATION_CACHE", tempfile.mkdtemp(prefix="aigc_jax_test_cache_"))

@@ -290,12 +290,13 @@ def recalibrate_ema(state: GANState, rng, num_batches: int = 50, batch_size: int
   """
   if state.ema_params is None or not jax.tree.leaves(state.g_stats):
     return state
+  single = state.replace(generator=state.generator.clone(bn_axis_name=None))  # one device, outside pmap
 
   def body(stats, i):
     key = jax.random.fold_in(rng, i)
     z = jax.random.normal(key, (batch_size, state.z_dim))
     labels = random_labels(jax.random.fold_in(key, 1), batch_size, state.num_classes) if state.num_classes else None
-    _, stats = generate(state.replace(g_stats=stats), z, train=True, labels=labels, params=state.ema_params)
+    _, stats = generate(single.replace(g_stats=stats), z, train=True, labels=labels, params=state.ema_params)
     return stats, None
 
   stats, _ = jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(num_batches)))(state.g_stats)

@@ -175,7 +175,7 @@ def test_recalibrated_statistics_belong_to_the_ema_weights():
   from helpers import smoke_config
 
   config = smoke_config(**{"train.ema_decay": 0.9})
-  state = train.build_state(config)
+  state = train.build_state(config, bn_axis_name="batch")  # as a pmap run returns it: recalibration runs outside
   # EMA weights that differ from G's: what a run leaves after the average lags behind.
   state = state.replace(ema_params=jax.tree.map(lambda p: p * 1.5, state.g_params))
   recal = steps.recalibrate_ema(state, jax.random.PRNGKey(0), num_batches=60, batch_size=32)

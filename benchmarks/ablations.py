@@ -71,6 +71,7 @@ def main():
   p.add_argument("--classifier_workdir", default="")
   p.add_argument("--ema_decay", type=float, default=0.99, help="the horizon 1 / (1 - decay) must fit the run")
   p.add_argument("--ema_start", type=int, default=100)
+  p.add_argument("--seed", type=int, default=0, help="config.seed of every run (use a new --out per seed)")
   p.add_argument("--batch_size", type=int, default=0, help="override every variant's batch size (0: preset's)")
   p.add_argument("--dcgan_features", type=int, default=0, help="override DCGAN's g/d features (0: preset's)")
   args = p.parse_args()
@@ -94,7 +95,7 @@ def main():
   results = json.loads(results_path.read_text()) if results_path.exists() else {}
   grids = []
   for name in names:
-    scale = {"train.ema_decay": args.ema_decay, "train.ema_start": args.ema_start}
+    scale = {"train.ema_decay": args.ema_decay, "train.ema_start": args.ema_start, "seed": args.seed}
     if args.batch_size:
       scale["train.batch_size"] = args.batch_size
     if args.dcgan_features and VARIANTS[name][0] == "dcgan":

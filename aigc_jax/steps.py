@@ -278,3 +278,26 @@ def sample_step(state: GANState, z, labels=None):
   if state.num_classes and labels is None:
     labels = default_labels(z.shape[0], state.num_classes)
   return generate(state, z, train=False, labels=labels if state.num_classes else None, params=state.ema_params)[0]
+
+
+def recalibrate_ema(state: GANState, rng, num_batches: int = 50, batch_size: int = 128) -> GANState:
+  """The state with G's BatchNorm statistics recomputed for the EMA weights ("standing statistics").
+
+  The running statistics were gathered by the raw weights; the average of those weights produces
+  other activations, so sampling with EMA weights but raw statistics mismatches. Running G in train
+  mode with the EMA weights on `num_batches` noise batches moves the running averages (momentum
+  0.9) to within 0.9**num_batches of the EMA weights' own. Without EMA the state is returned as is.
+  """
+  if state.ema_params is None or not jax.tree.leaves(state.g_stats):
+    return state
+  single = state.replace(generator=state.generator.clone(bn_axis_name=None))  # one device, outside pmap
+
+  def body(stats, i):
+    key = jax.random.fold_in(rng, i)
+    z = jax.random.normal(key, (batch_size, state.z_dim))
+    labels = random_labels(jax.random.fold_in(key, 1), batch_size, state.num_classes) if state.num_classes else None
+    _, stats = generate(single.replace(g_stats=stats), z, train=True, labels=labels, params=state.ema_params)
+    return stats, None
+
+  stats, _ = jax.jit(lambda s: jax.lax.scan(body, s, jnp.arange(num_batches)))(state.g_stats)
+  return state.replace(g_stats=stats)

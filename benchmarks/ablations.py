@@ -4,7 +4,8 @@
 
 Trains each variant (below) on a deterministic 10% subset of scikit-learn's digits (180 images,
 data.fraction=0.1), then generates 2,000 images with the EMA weights and 2,000 with the raw
-weights of the same run, and reports the Frechet distance in the feature space of the project's
+weights of the same run (the EMA ones also with G's BatchNorm statistics recomputed for them,
+steps.recalibrate_ema), and reports the Frechet distance in the feature space of the project's
 digits classifier (configs/classifier.py:digits; trained into OUT/classifier first when
 --classifier_workdir is not given) to all 1,797 digits (what the GAN should generalise to) and
 to the 180 training images. Lower is better. Writes OUT/results.json, OUT/results.md and
@@ -23,7 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from aigc_jax import images, metrics, sample, train  # noqa: E402
+import jax  # noqa: E402
+
+from aigc_jax import images, metrics, sample, steps, train  # noqa: E402
 from aigc_jax.data import sources  # noqa: E402
 from configs import dcgan, sngan  # noqa: E402
 from tests.helpers import with_overrides  # noqa: E402
@@ -66,6 +69,9 @@ def main():
   p.add_argument("--variants", default="dcgan,dcgan+diffaug,sngan+diffaug")
   p.add_argument("--num_samples", type=int, default=2000)
   p.add_argument("--classifier_workdir", default="")
+  p.add_argument("--ema_decay", type=float, default=0.99, help="the horizon 1 / (1 - decay) must fit the run")
+  p.add_argument("--ema_start", type=int, default=100)
+  p.add_argument("--seed", type=int, default=0, help="config.seed of every run (use a new --out per seed)")
   p.add_argument("--batch_size", type=int, default=0, help="override every variant's batch size (0: preset's)")
   p.add_argument("--dcgan_features", type=int, default=0, help="override DCGAN's g/d features (0: preset's)")
   args = p.parse_args()
@@ -89,7 +95,9 @@ def main():
   results = json.loads(results_path.read_text()) if results_path.exists() else {}
   grids = []
   for name in names:
-    scale = {"train.batch_size": args.batch_size} if args.batch_size else {}
+    scale = {"train.ema_decay": args.ema_decay, "train.ema_start": args.ema_start, "seed": args.seed}
+    if args.batch_size:
+      scale["train.batch_size"] = args.batch_size
     if args.dcgan_features and VARIANTS[name][0] == "dcgan":
       scale.update({"model.g_features": args.dcgan_features, "model.d_features": args.dcgan_features})
     config = config_for(name, args.steps, scale)
@@ -100,7 +108,8 @@ def main():
            "overrides": {**COMMON, **VARIANTS[name][2], **scale}, "model": config.model.name,
            "loss": config.train.loss, "batch_size": config.train.batch_size,
            "features": [config.model.g_features, config.model.d_features]}
-    for label, st in (("ema", state), ("raw", state.replace(ema_params=None))):
+    recal = steps.recalibrate_ema(state, jax.random.PRNGKey(7))
+    for label, st in (("ema", state), ("ema_recal", recal), ("raw", state.replace(ema_params=None))):
       fake = sample.generate_images(st, args.num_samples, seed=1)
       f = features(fake)
       row[f"fid_all_{label}"] = round(metrics.fid_from_features(f, real_feats), 3)
@@ -111,12 +120,12 @@ def main():
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(name, row, flush=True)
 
-  lines = ["| variant | FID to all 1,797 digits (EMA) | (raw G) | FID to the 180 training digits (EMA) | (raw G) |",
-           "|---|---|---|---|---|"]
+  lines = ["| variant | FID to all 1,797 digits: raw G | EMA | EMA, recalibrated BN | "
+           "FID to the 180 training digits: raw G | EMA | EMA, recalibrated BN |", "|---|---|---|---|---|---|---|"]
   for name in names:
-    r = results[name]
-    lines.append(f"| {name} | {r['fid_all_ema']:.2f} | {r['fid_all_raw']:.2f} | {r['fid_train_ema']:.2f} | "
-                 f"{r['fid_train_raw']:.2f} |")
+    r = {k: v for k, v in results[name].items() if k.startswith("fid")}
+    cells = [r.get(f"fid_{s}_{w}", float("nan")) for s in ("all", "train") for w in ("raw", "ema", "ema_recal")]
+    lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
   (out / "results.md").write_text("\n".join(lines) + "\n")
   pad = np.zeros((grids[0].shape[0], 8, grids[0].shape[2]), np.uint8)
   images.save_png(out / "samples.png", np.concatenate(sum(([g, pad] for g in grids), [])[:-1], axis=1), scale=2)

@@ -168,3 +168,18 @@ def test_each_option_is_wired_into_the_step(overrides, keys):
   _, metrics = jax.eval_shape(functools.partial(steps.train_step, **steps.step_options(config)), state, batch)
   assert keys <= set(metrics)
   assert {"d_loss", "g_loss", "d_real", "d_fake"} <= set(metrics)
+
+
+def test_recalibrated_statistics_belong_to_the_ema_weights():
+  """After recalibration, more train-mode passes with the EMA weights barely move the statistics."""
+  from helpers import smoke_config
+
+  config = smoke_config(**{"train.ema_decay": 0.9})
+  state = train.build_state(config, bn_axis_name="batch")  # as a pmap run returns it: recalibration runs outside
+  # EMA weights that differ from G's: what a run leaves after the average lags behind.
+  state = state.replace(ema_params=jax.tree.map(lambda p: p * 1.5, state.g_params))
+  recal = steps.recalibrate_ema(state, jax.random.PRNGKey(0), num_batches=60, batch_size=32)
+  again = steps.recalibrate_ema(recal, jax.random.PRNGKey(1), num_batches=5, batch_size=32)
+  drift = lambda a, b: max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert drift(recal.g_stats, state.g_stats) > 10 * drift(again.g_stats, recal.g_stats)
+  assert steps.recalibrate_ema(state.replace(ema_params=None), jax.random.PRNGKey(0)).g_stats is state.g_stats

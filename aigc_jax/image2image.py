@@ -89,7 +89,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
 def create_models(config: ml_collections.ConfigDict):
   m, c = config.model, config.data.channels
   if config.task == "repair":
-    g = unet.UNet(out_channels=c, features=m.features, depth=m.depth)
+    g = unet.UNet(out_channels=c, features=m.features, depth=m.depth, residual=m.get("residual", False))
   else:
     g = srgan.SRGenerator(scale=m.scale, channels=c, features=m.features, blocks=m.blocks)
   return g, patchgan.PatchDiscriminator(features=m.d_features, layers=m.d_layers)

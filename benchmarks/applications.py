@@ -92,6 +92,7 @@ def network(workdir):
   from aigc_jax import image2image
 
   _, state = image2image.load_state(workdir)
+  print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)
   return state, lambda g_in: image2image.apply_generator(state, jnp.asarray(g_in))
 
 
@@ -146,6 +147,7 @@ def main(argv=None):
 
     gcfg = ml_collections.ConfigDict(json.loads((Path(args.gan_workdir) / "config.json").read_text()))
     gan = inpaint.load_generator(gcfg, args.gan_workdir)
+    gan_steps = int(gan.state.step)
   xi, yi = test_x[:args.inpaint_images], test_y[:args.inpaint_images]
   for k, kind in enumerate(MASKS):
     damaged, known = damage.damage_batch(jax.random.PRNGKey(args.seed * 100 + k), jnp.asarray(xi), (kind,))
@@ -160,12 +162,12 @@ def main(argv=None):
     results["skimage inpaint_biharmonic"] = (np.clip(bih, 0, 1)[..., None] * 2 - 1, time.time() - t)
     if rep is not None:
       t = time.time()
-      results["U-Net repair GAN (ours)"] = (batched(rep[1], np.concatenate([damaged, known], -1)), time.time() - t)
+      results[f"U-Net repair GAN (ours, {int(rep[0].step)} steps)"] = (batched(rep[1], np.concatenate([damaged, known], -1)), time.time() - t)
     if gan is not None:
       t = time.time()
       fill = lambda d, m: inpaint.inpaint(gan, d, m, seed=args.seed, restarts=args.inversion_restarts,
                                           num_steps=args.inversion_steps)
-      results["GAN inversion (ours)"] = (batched(fill, damaged, known, batch=250), time.time() - t)
+      results[f"GAN inversion (ours, DCGAN {gan_steps} steps)"] = (batched(fill, damaged, known, batch=250), time.time() - t)
     for method, (res, sec) in results.items():
       add("inpainting", kind, method, len(xi), scores(res, xi, hole), acc(res, yi), sec)
     strip(out_dir / f"examples_inpaint_{kind}.png", [damaged] + [r for r, _ in results.values()] + [xi])
@@ -193,7 +195,7 @@ def main(argv=None):
     if den is not None:
       t = time.time()
       g_in = np.concatenate([noisy, np.zeros_like(noisy[..., :1])], -1)
-      results["U-Net denoise GAN (ours)"] = (batched(den[1], g_in), time.time() - t)
+      results[f"U-Net denoise GAN (ours, {int(den[0].step)} steps)"] = (batched(den[1], g_in), time.time() - t)
     for method, (res, sec) in results.items():
       add("denoising", kind, method, len(test_x), scores(res, test_x), acc(res, test_y), sec)
     strip(out_dir / f"examples_denoise_{kind}.png", [r for r, _ in results.values()] + [test_x])
@@ -206,8 +208,9 @@ def main(argv=None):
     bic = np.stack([resize((im[..., 0] + 1) / 2, test_x.shape[1:3], order=3) for im in low])
     results["bicubic (skimage resize, order 3)"] = (np.clip(bic, 0, 1)[..., None] * 2 - 1, time.time() - t)
     if workdir:
+      state, fn = network(workdir)
       t = time.time()
-      results["SRGAN-style network (ours)"] = (batched(network(workdir)[1], low), time.time() - t)
+      results[f"SRGAN-style network (ours, {int(state.step)} steps)"] = (batched(fn, low), time.time() - t)
     for method, (res, sec) in results.items():
       add("super-resolution", f"x{scale} area downscale", method, len(test_x), scores(res, test_x, border=scale),
           acc(res, test_y), sec)
@@ -222,7 +225,8 @@ def main(argv=None):
     state, fn = network(args.sr2_photos_workdir)
     fn = jax.jit(fn)
     scale = state.scale
-    per = {"bicubic (skimage resize, order 3)": [], "SRGAN-style network (ours), tiled": []}
+    ours = f"SRGAN-style network (ours, {int(state.step)} steps), tiled"
+    per = {"bicubic (skimage resize, order 3)": [], ours: []}
     sec = {k: 0.0 for k in per}
     shown = []
     for name in TEST:
@@ -236,7 +240,7 @@ def main(argv=None):
       sec["bicubic (skimage resize, order 3)"] += time.time() - t
       t = time.time()
       sr = enhance.upscale_tiled(fn, low, scale)
-      sec["SRGAN-style network (ours), tiled"] += time.time() - t
+      sec[ours] += time.time() - t
       for method, res in zip(per, (bic, sr)):
         per[method].append(scores(res, clean, border=scale))
       c = slice(im.shape[0] // 2 - 48, im.shape[0] // 2 + 48), slice(im.shape[1] // 2 - 48, im.shape[1] // 2 + 48)

@@ -3,7 +3,8 @@
 mnist (default)  U-Net + PatchGAN on MNIST IDX files at --config.data.path (e.g. ../shared/data/mnist):
                  trains on images [:8000] damaged on the fly with holes (centre box, random boxes,
                  free-form strokes, random pixels), tests on [8000:].
-mnist_denoise    the same network family for Gaussian and salt-and-pepper noise.
+mnist_denoise    the same network family for Gaussian and salt-and-pepper noise, predicting a
+                 correction to its input (model.residual).
 digits           scikit-learn's embedded digits (32x32), holes; trains offline.
 files            your own images: --config.data.path=DIR, --config.data.resolution, --config.data.channels.
 smoke            a few tiny steps on the digits, for tests and quick checks.
@@ -83,6 +84,7 @@ def get_config(preset: str = "mnist"):
   config = base("repair")
   if preset == "mnist_denoise":
     config.damage.kinds = NOISE
+    config.model.residual = True  # noise leaves every pixel near its value: learn the correction
   elif preset == "digits":
     config.data.source = "digits"
     config.data.resolution = 32

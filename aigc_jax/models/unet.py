@@ -19,10 +19,12 @@ class UNet(nn.Module):
   out_channels: int = 1
   features: int = 32
   depth: int = 2
+  residual: bool = False  # predict a correction to the input image (its first out_channels channels)
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    inputs = x.astype(jnp.float32)
     n, h, w, _ = x.shape
     m = 2**self.depth
     ph, pw = (-h) % m, (-w) % m
@@ -47,5 +49,9 @@ class UNet(nn.Module):
       x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # exact: sizes were padded to multiples of 2**depth
       x = act(conv(f, f"up{i}")(x))
       x = act(conv(f, f"dec{i}")(jnp.concatenate([x, skip], -1)))
+    if self.residual:  # starts as the identity: a denoiser need not first learn to copy its input.
+      x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                  name="out")(x)
+      return jnp.clip(inputs[..., :self.out_channels] + x.astype(jnp.float32)[:, :h, :w], -1.0, 1.0)
     x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype, name="out")(x)
     return jnp.tanh(x.astype(jnp.float32))[:, :h, :w]

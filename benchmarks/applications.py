@@ -113,6 +113,7 @@ def main(argv=None):
   p.add_argument("--inversion_steps", type=int, default=200)
   p.add_argument("--inversion_restarts", type=int, default=4)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--tasks", default="inpainting,denoising,super-resolution", help="which sections to run")
   args = p.parse_args(argv)
   out_dir = Path(args.out)
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,9 +139,9 @@ def main(argv=None):
   add("reference", "none", "clean images", len(test_x), {}, acc(test_x, test_y))
 
   # ---- inpainting
-  rep = network(args.repair_workdir) if args.repair_workdir else None
+  rep = network(args.repair_workdir) if args.repair_workdir and "inpainting" in args.tasks else None
   gan = None
-  if args.gan_workdir:
+  if args.gan_workdir and "inpainting" in args.tasks:
     import ml_collections
 
     from aigc_jax import inpaint
@@ -149,7 +150,7 @@ def main(argv=None):
     gan = inpaint.load_generator(gcfg, args.gan_workdir)
     gan_steps = int(gan.state.step)
   xi, yi = test_x[:args.inpaint_images], test_y[:args.inpaint_images]
-  for k, kind in enumerate(MASKS):
+  for k, kind in enumerate(MASKS if "inpainting" in args.tasks else ()):
     damaged, known = damage.damage_batch(jax.random.PRNGKey(args.seed * 100 + k), jnp.asarray(xi), (kind,))
     damaged, known = np.asarray(damaged), np.asarray(known)
     hole = 1.0 - known
@@ -174,7 +175,7 @@ def main(argv=None):
 
   # ---- denoising
   den = network(args.denoise_workdir) if args.denoise_workdir else None
-  for k, kind in enumerate(NOISES):
+  for k, kind in enumerate(NOISES if "denoising" in args.tasks else ()):
     key = jax.random.PRNGKey(args.seed * 100 + 10 + k)
     noisy, _ = damage.damage_batch(key, jnp.asarray(test_x), (kind,))
     noisy = np.asarray(noisy)
@@ -201,7 +202,7 @@ def main(argv=None):
     strip(out_dir / f"examples_denoise_{kind}.png", [r for r, _ in results.values()] + [test_x])
 
   # ---- super-resolution
-  for scale, workdir in ((2, args.sr2_workdir), (4, args.sr4_workdir)):
+  for scale, workdir in ((2, args.sr2_workdir), (4, args.sr4_workdir)) if "super-resolution" in args.tasks else ():
     low = np.asarray(damage.downscale(jnp.asarray(test_x), scale))
     results = {}
     t = time.time()
@@ -218,7 +219,7 @@ def main(argv=None):
     strip(out_dir / f"examples_sr_x{scale}.png", [near] + [r for r, _ in results.values()] + [test_x])
 
   # ---- super-resolution of whole photographs the network never saw (benchmarks/photo_crops.py TEST)
-  if args.sr2_photos_workdir:
+  if args.sr2_photos_workdir and "super-resolution" in args.tasks:
     from aigc_jax import enhance
     from benchmarks.photo_crops import TEST, grey
 

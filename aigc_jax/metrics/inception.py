@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import hashlib
 import io
 import os
 import pickle
@@ -402,7 +403,13 @@ class InceptionExtractor:
         self.devices = devices
         mesh = Mesh(np.array(devices), ("data",))
         replicated, split = NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
-        self._variables = jax.device_put(get_variables(), replicated)
+        variables = get_variables()
+        # The real-statistics cache is keyed by this name: other weights must never reuse those statistics.
+        digest = hashlib.sha256()
+        for leaf in jax.tree.leaves(variables):
+            digest.update(np.ascontiguousarray(leaf).tobytes())
+        self.name = f"{InceptionExtractor.name}-{digest.hexdigest()[:12]}"
+        self._variables = jax.device_put(variables, replicated)
         # HIGHEST keeps float32 convolutions on GPUs (TF32) and TPUs (bf16 passes): FID is sensitive to them.
         self._model = inception_model.FIDInceptionV3(precision=jax.lax.Precision.HIGHEST)
         self._forward = jax.jit(lambda variables, images: self._model.apply(variables, preprocess(images)),

@@ -382,7 +382,7 @@ def test_extractor(weights):
   assert (extractor.feature_dim, extractor.num_classes) == (2048, 1008) and "2015-12-05" in extractor.name
   # The name keys cached real statistics: the same weights give the same name, other weights another.
   assert inc.InceptionExtractor.from_variables(variables, batch_size=2).name == extractor.name
-  assert inc.InceptionExtractor.from_variables(random_variables(seed=1), batch_size=2).name != extractor.name
+  assert inc.InceptionExtractor.from_variables(random_variables(seed=2), batch_size=2).name != extractor.name
   grey = np.random.default_rng(8).integers(0, 256, (5, 32, 32, 1), dtype=np.uint8)
   features, logits = extractor(grey)  # 3 batches, more than the extractor keeps in flight
   assert features.shape == (5, 2048) and logits.shape == (5, 1008)

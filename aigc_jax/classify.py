@@ -23,6 +23,7 @@ import optax
 from flax import struct
 
 from aigc_jax import data, loop, parallel, steps, summary
+from aigc_jax import images as image_utils
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 from aigc_jax.models import classifier as classifier_model
@@ -326,13 +327,7 @@ def predict_probabilities(state: ClassifierState, images_uint8: np.ndarray, batc
   """Softmax probabilities [N, num_classes] for uint8 images at the model's resolution."""
   batch_size = min(batch_size, len(images_uint8))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  out = []
-  for start in range(0, len(images_uint8), batch_size):
-    chunk = images_uint8[start:start + batch_size]
-    padded = np.zeros((batch_size, *chunk.shape[1:]), np.uint8)
-    padded[:len(chunk)] = chunk
-    out.append(np.asarray(_probabilities(state.model, variables, padded))[:len(chunk)])
-  return np.concatenate(out)
+  return image_utils.map_batches(lambda b: _probabilities(state.model, variables, b), images_uint8, batch_size)
 
 
 def predict(config, workdir, input_path: str, output: str | None = None, *, overwrite: bool = False) -> list[dict]:

@@ -8,6 +8,24 @@ import numpy as np
 from PIL import Image
 
 
+def map_batches(fn, images: np.ndarray, batch_size: int):
+  """fn over fixed-size batches of `images`, the last one zero-padded, so a jitted fn compiles once.
+
+  Returns fn's outputs (an array or a tuple of arrays) for the real images only, joined along axis 0.
+  """
+  outs = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    padded = np.zeros((batch_size, *chunk.shape[1:]), chunk.dtype)
+    padded[:len(chunk)] = chunk
+    out = fn(padded)
+    outs.append(tuple(np.asarray(o)[:len(chunk)] for o in out) if isinstance(out, tuple)
+                else np.asarray(out)[:len(chunk)])
+  if outs and isinstance(outs[0], tuple):
+    return tuple(np.concatenate(parts) for parts in zip(*outs))
+  return np.concatenate(outs)
+
+
 def to_uint8(images) -> np.ndarray:
   """[-1, 1] floats -> uint8 [0, 255]."""
   return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import data, steps
+from aigc_jax import images as image_utils
 from aigc_jax.errors import UserError
 
 
@@ -46,8 +47,6 @@ def validate(config: ml_collections.ConfigDict):
 
 def labelled_images(config, split_key: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """uint8 images [N, H, W, C] and labels of `config.probe.<split_key>`, in the source's order."""
-  from aigc_jax import images as image_utils
-
   d = ml_collections.ConfigDict(config.data.to_dict())
   d.split = config.probe[split_key]
   source = data.load(d, seed=config.seed)
@@ -79,13 +78,8 @@ def _pooled_features(discriminator, variables, images_uint8, pool: int):
 def discriminator_features(state: steps.GANState, images_uint8: np.ndarray, pool: int, batch_size: int = 250):
   """Frozen-discriminator features [N, D]: every layer max-pooled to pool x pool, concatenated."""
   variables = {"params": state.d_params, "batch_stats": state.d_stats}
-  out = []
-  for start in range(0, len(images_uint8), batch_size):
-    chunk = images_uint8[start:start + batch_size]
-    padded = np.zeros((batch_size, *chunk.shape[1:]), np.uint8)
-    padded[:len(chunk)] = chunk
-    out.append(np.asarray(_pooled_features(state.discriminator, variables, padded, pool))[:len(chunk)])
-  return np.concatenate(out)
+  return image_utils.map_batches(lambda b: _pooled_features(state.discriminator, variables, b, pool), images_uint8,
+                            batch_size)
 
 
 def linear_probe(train_x, train_y, test_x, test_y, cs, val_fraction: float) -> dict:

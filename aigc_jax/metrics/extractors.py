@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aigc_jax import images as image_utils
 from aigc_jax.errors import UserError
 
 EXTRACTORS = ("classifier", "inception")
@@ -80,17 +81,10 @@ class ClassifierExtractor:
     if images.dtype != np.uint8 or images.ndim != 4:
       raise UserError(f"images must be uint8 [N, H, W, C]; got {images.dtype} {images.shape}")
     self.check_images(images.shape, "images")
-    feats, logits = [], []
-    for start in range(0, len(images), self.batch_size):
-      chunk = images[start:start + self.batch_size]
-      padded = np.zeros((self.batch_size, *self.image_shape), np.uint8)  # one shape, one compilation
-      padded[:len(chunk)] = chunk
-      f, l = _features_and_logits(self.model, self.variables, padded)
-      feats.append(np.asarray(f)[:len(chunk)])
-      logits.append(np.asarray(l)[:len(chunk)])
-    if not feats:
+    if not len(images):
       return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_classes), np.float32)
-    return np.concatenate(feats), np.concatenate(logits)
+    return image_utils.map_batches(lambda b: _features_and_logits(self.model, self.variables, b), images,
+                                   self.batch_size)
 
 
 class _GreyToRGB:

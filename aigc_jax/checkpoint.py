@@ -6,13 +6,13 @@ Resuming with a config that changes what the arrays mean is refused before anyth
 """
 
 import json
-from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from aigc_jax import files
 from aigc_jax.errors import UserError
 
 # Config entries that must match to resume: they change the networks or their inputs.
@@ -45,7 +45,7 @@ class Checkpoints:
   """A CheckpointManager over `directory` holding items 'state' (numpy arrays) and 'config' (JSON)."""
 
   def __init__(self, directory, *, keep: int = 3, read_only: bool = False):
-    self.directory = Path(directory).absolute()
+    self.directory = files.absolute(directory)
     self._manager = None
     self._keep = keep
     self._read_only = read_only

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from aigc_jax import data, loop, parallel, steps, summary
+from aigc_jax import data, files, loop, parallel, steps, summary
 from aigc_jax import images as image_utils
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
@@ -230,17 +230,11 @@ def _check_resumable(ckpt: Checkpoints, config) -> int | None:
   return step
 
 
-def _write_json(path: Path, value):
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=2) + "\n")
-  tmp.replace(path)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains until config.train.num_steps; returns the final test metrics (also in WORKDIR/metrics.json)."""
   validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
-  workdir = Path(workdir)
+  workdir = files.path(workdir)
   where = dict(seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count())
   source = data.load(config.data, **where)
   test_source = data.load(config.data, split_key="test_split", **where)
@@ -258,8 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics_path = workdir / "metrics.json"
   history = {}  # step -> test metrics, kept across resumes
   if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     if start_step and metrics_path.exists():
       history = {h["step"]: h for h in json.loads(metrics_path.read_text()).get("history", [])
                  if h["step"] <= start_step}
@@ -282,8 +275,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_main:
       print(f"eval step {step}/{t.num_steps} | test_accuracy {result['test_accuracy']:.4f} "
             f"test_loss {result['test_loss']:.4f} | {result['test_examples']} images", flush=True)
-      _write_json(metrics_path, {**result, "train_split": config.data.split, "test_split": config.data.test_split,
-                                 "history": [history[k] for k in sorted(history)]})
+      files.write_text(metrics_path, json.dumps({**result, "train_split": config.data.split,
+                                                 "test_split": config.data.test_split,
+                                                 "history": [history[k] for k in sorted(history)]}, indent=2) + "\n")
 
   def save(step, dstate):
     ckpt.save(step, dp.get_state(dstate.arrays), config, force=True)
@@ -302,10 +296,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def load_state(config, workdir) -> ClassifierState:
   """The latest checkpointed classifier of `workdir`, built for single-device use."""
-  ckpt = Checkpoints(Path(workdir) / "checkpoints", read_only=True)
+  ckpt = Checkpoints(files.path(workdir) / "checkpoints", read_only=True)
   step = ckpt.latest_step()
   if step is None:
-    raise UserError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train the classifier first "
+    raise UserError(f"no checkpoint in {files.path(workdir) / 'checkpoints'}; train the classifier first "
                     "(python main.py --config configs/classifier.py:PRESET --workdir ...)")
   _check_resumable(ckpt, config)
   # Restoring needs only the structure: shapes from eval_shape skip compiling the initialisers.
@@ -342,7 +336,7 @@ def predict(config, workdir, input_path: str, output: str | None = None, *, over
   if output:
     if Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
       raise UserError(f"--output '{output}' must end in {' or '.join(OUTPUT_SUFFIXES)}")
-    if Path(output).exists() and not overwrite:
+    if files.path(output).exists() and not overwrite:
       raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   state = load_state(config, workdir)
   images, _, names = data.read_images(input_path, config.data.channels)
@@ -355,8 +349,7 @@ def predict(config, workdir, input_path: str, output: str | None = None, *, over
     for r in records:
       print(f"{r['name']}\t{r['label']}\t{r['probability']:.4f}")
     return records
-  out = Path(output)
-  out.parent.mkdir(parents=True, exist_ok=True)
+  out = files.path(output)
   if out.suffix.lower() == ".json":
     text = json.dumps(records, indent=1) + "\n"
   else:
@@ -366,8 +359,6 @@ def predict(config, workdir, input_path: str, output: str | None = None, *, over
     for r in records:
       w.writerow([r["name"], r["label"], f"{r['probability']:.6f}", *(f"{v:.6f}" for v in r["probabilities"])])
     text = buf.getvalue()
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_text(text)
-  tmp.replace(out)
+  files.write_text(out, text)
   print(f"wrote {len(records)} predictions to {out}")
   return records

@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import images as image_utils
-from aigc_jax import metrics, steps
+from aigc_jax import files, metrics, steps
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 from aigc_jax.metrics import extractors
@@ -241,7 +241,7 @@ class TrainingEval:
     self.config, self.writer, self.is_main = config, writer, is_main  # writer: set once the workdir may be written
     self.log = _log_to(sys.stdout) if is_main else (lambda msg: None)
     self.evaluator = Evaluator(config, log=self.log)
-    workdir = Path(workdir)
+    workdir = files.path(workdir)
     self.history_path = workdir / "eval" / "metrics.jsonl"
     self.best = Checkpoints(workdir / "best", keep=1)
     self.best_fid = self._best_so_far() if "fid" in self.evaluator.names else None
@@ -267,9 +267,7 @@ class TrainingEval:
     self.log(format_line(step, values))
     self.writer.scalars(step, {f"eval/{k}": v for k, v in values.items() if isinstance(v, float)})
     if self.is_main:
-      self.history_path.parent.mkdir(parents=True, exist_ok=True)
-      with self.history_path.open("a") as f:
-        f.write(json.dumps({"step": step, **values}) + "\n")
+      files.append_line(self.history_path, json.dumps({"step": step, **values}))
     if self.best_fid is None:
       return
     fid = values["fid"]
@@ -292,7 +290,7 @@ def load_gan_state(config, workdir, checkpoint: str) -> tuple[steps.GANState, in
 
   if checkpoint not in CHECKPOINTS:
     raise UserError(f"--checkpoint={checkpoint} is not one of {', '.join(CHECKPOINTS)}")
-  directory = Path(workdir) / ("checkpoints" if checkpoint == "latest" else "best")
+  directory = files.path(workdir) / ("checkpoints" if checkpoint == "latest" else "best")
   ckpt = Checkpoints(directory, read_only=True)
   step = ckpt.latest_step()
   if step is None:
@@ -330,7 +328,7 @@ def run(config, workdir: str | None, *, checkpoint: str = "latest", samples: str
   validate(config)
   if output and Path(output).suffix != ".json":
     raise UserError(f"--output '{output}' must end in .json (a grid of samples goes next to it as .png)")
-  if output and Path(output).exists() and not overwrite:
+  if output and files.path(output).exists() and not overwrite:
     raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   log = _log_to(sys.stderr)
   if samples:
@@ -353,11 +351,7 @@ def run(config, workdir: str | None, *, checkpoint: str = "latest", samples: str
   line = json.dumps(result)
   print(line, flush=True)
   if output:
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(line + "\n")
-    tmp.replace(out)
+    out = files.write_text(output, line + "\n")
     grid = out.with_suffix(".png")
     tiles = image_utils.grid(images[:64])
     image_utils.save_png(grid, tiles, scale=max(1, 128 // tiles.shape[0] + 1))

@@ -1,11 +1,11 @@
 """Image grids and PNG files: the way people look at what a generator makes."""
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from aigc_jax import files
 
 
 def map_batches(fn, images: np.ndarray, batch_size: int):
@@ -52,8 +52,4 @@ def save_png(path, image: np.ndarray, scale: int = 1):
   pil = Image.fromarray(image)
   if scale > 1:
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  pil.save(tmp, format="PNG")
-  os.replace(tmp, path)
+  files.write_atomic(path, lambda f: pil.save(f, format="PNG"))

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aigc_jax import data, steps
+from aigc_jax import data, files, steps
 from aigc_jax import images as image_utils
 from aigc_jax.errors import UserError
 
@@ -110,7 +110,7 @@ def run(config, workdir: str, checkpoint: str = "latest", output: str | None = N
   validate(config)
   if output and Path(output).suffix != ".json":
     raise UserError(f"--output '{output}' must end in .json")
-  if output and Path(output).exists() and not overwrite:
+  if output and files.path(output).exists() and not overwrite:
     raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   p = config.probe
   cs = parse_cs(p.cs)
@@ -145,9 +145,5 @@ def run(config, workdir: str, checkpoint: str = "latest", output: str | None = N
   line = json.dumps(result)
   print(line, flush=True)
   if output:
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(line + "\n")
-    tmp.replace(out)
+    files.write_text(output, line + "\n")
   return result

@@ -1,12 +1,9 @@
 """--mode=sample: images from the latest checkpoint, as .npz or numbered PNGs for external FID tools."""
 
-import shutil
-from pathlib import Path
-
 import jax
 import numpy as np
 
-from aigc_jax import images, steps
+from aigc_jax import files, images, steps
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 
@@ -15,10 +12,11 @@ def load_state(config, workdir) -> steps.GANState:
   """The latest checkpointed state of `workdir`, built for single-device use."""
   from aigc_jax.train import build_state
 
-  ckpt = Checkpoints(Path(workdir) / "checkpoints", read_only=True)
+  directory = files.path(workdir) / "checkpoints"
+  ckpt = Checkpoints(directory, read_only=True)
   step = ckpt.latest_step()
   if step is None:
-    raise UserError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; train first with --mode=train")
+    raise UserError(f"no checkpoint in {directory}; train first with --mode=train")
   ckpt.check_compatible(config)
   state = build_state(config)
   return state.with_arrays(ckpt.restore(step, state.arrays))
@@ -63,20 +61,16 @@ def parse_labels(text: str | None, num: int, num_classes: int):
   return np.resize(np.asarray(values, np.int32), num)
 
 
-def write(output: str, samples: np.ndarray, labels=None, overwrite: bool = False) -> Path:
+def write(output: str, samples: np.ndarray, labels=None, overwrite: bool = False):
   """`F.npz` gets arrays `images` (and `labels`); any other path becomes a folder of PNGs."""
-  out = Path(output)
+  out = files.path(output)
   if out.exists() and not overwrite:
     raise UserError(f"{out} exists; pass --overwrite to replace it or choose another --output")
   if out.suffix == ".npz":
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
     arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
-    return out
+    return files.write_atomic(out, lambda f: np.savez_compressed(f, **arrays))
   if out.exists():
-    shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out.rmtree() if out.is_dir() else out.unlink()
   digits = len(str(len(samples) - 1))
   for i, im in enumerate(samples):
     images.save_png(out / f"{i:0{digits}d}.png", im)
@@ -84,12 +78,12 @@ def write(output: str, samples: np.ndarray, labels=None, overwrite: bool = False
 
 
 def run(config, workdir, num_samples: int, output: str, overwrite: bool = False, seed: int = 0,
-        labels: str | None = None) -> Path:
+        labels: str | None = None):
   if num_samples <= 0:
     raise UserError(f"--num_samples={num_samples} must be positive")
   if not output:
     raise UserError("--output is required: F.npz for an array file, or a folder name for PNGs")
-  if Path(output).exists() and not overwrite:
+  if files.path(output).exists() and not overwrite:
     raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
   from aigc_jax import models
 

@@ -5,13 +5,11 @@ by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reac
 the same command again resumes there and, on CPU, ends bit-identical to an uninterrupted run.
 """
 
-from pathlib import Path
-
 import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax import augment, data, images, loop, losses, models, parallel, steps, summary
+from aigc_jax import augment, data, files, images, loop, losses, models, parallel, steps, summary
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 
@@ -80,7 +78,7 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.G
   return jax.device_get(state)
 
 
-def _same_on_all_processes(what: str, value: int, directory: Path):
+def _same_on_all_processes(what: str, value: int, directory):
   """Processes that see different checkpoints would pair up mismatched collectives and hang; say why instead."""
   from jax.experimental import multihost_utils
 
@@ -112,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   """Trains until config.train.num_steps and returns the final host state."""
   validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
-  workdir = Path(workdir)
+  workdir = files.path(workdir)
   source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
                      process_count=jax.process_count())
   ckpt = Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
@@ -135,8 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
 
   # Everything is valid: from here on the work directory is written.
   if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   writer = summary.Writer(workdir / "tensorboard")
   if evaluator:
     evaluator.writer = writer

@@ -40,10 +40,10 @@ class ClassifierExtractor:
   """
 
   def __init__(self, workdir: str, batch_size: int = 500, config: ml_collections.ConfigDict | None = None):
-    from aigc_jax import classify
+    from aigc_jax import classify, files
     from aigc_jax.checkpoint import Checkpoints
 
-    directory = Path(workdir).expanduser() / "checkpoints"
+    directory = files.path(workdir) / "checkpoints"
     if not workdir or not directory.is_dir():
       raise UserError(f"config.eval.classifier_workdir='{workdir}' holds no classifier checkpoints; train one "
                       "(python main.py --config configs/classifier.py:PRESET --workdir DIR) and pass that DIR")

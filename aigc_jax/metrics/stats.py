@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
+
+from aigc_jax import files
 
 _KEY_FIELD = "__cache_key__"
 
@@ -166,8 +167,8 @@ def cached_stats(
 
     Real-data statistics (e.g. Inception mu/sigma of a dataset split) are costly and
     never change, so they are stored as `<cache_dir>/stats_<hash>.npz`. The file is
-    written to a temp file and os.replace'd, so a crashed or concurrent writer never
-    leaves a truncated cache behind. The full key is stored in the file and checked
+    written whole or not at all (`files.write_atomic`), so a crashed or concurrent writer
+    never leaves a truncated cache behind. The full key is stored in the file and checked
     on load; an unreadable or mismatched file is recomputed.
     """
     key_json = _key_json(key_parts)
@@ -190,15 +191,5 @@ def cached_stats(
         if arr.dtype == object:
             raise ValueError(f"compute_fn result {name!r} is not a numeric array")
 
-    fd, tmp = tempfile.mkstemp(prefix=f".stats_{digest}.", suffix=".tmp", dir=cache_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key_json)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    files.write_atomic(path, lambda f: np.savez(f, **arrays, **{_KEY_FIELD: np.asarray(key_json)}))
     return arrays

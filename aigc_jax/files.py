@@ -1,0 +1,64 @@
+"""Files a run writes and reads, on a local disk or an object store (gs://, s3://) alike.
+
+Paths go through `etils.epath`, as Orbax's do: pathlib would turn 'gs://bucket/run' into the
+local folder 'gs:/bucket/run'. Writes are whole-or-nothing, so a crash, a preemption or a
+concurrent reader never sees a half-written config, metrics file or PNG.
+"""
+
+import io
+import os
+import uuid
+
+from etils import epath
+
+
+def path(p) -> epath.Path:
+  """A local path ('~' expanded) or an object-store URL as one path type."""
+  return epath.Path(os.fspath(p)).expanduser()
+
+
+def is_remote(p) -> bool:
+  return "://" in os.fspath(p)
+
+
+def absolute(p) -> epath.Path:
+  """Local paths made absolute (Orbax wants them so); URLs are already (and absolute() breaks them)."""
+  p = path(p)
+  return p if is_remote(p) else p.absolute()
+
+
+def write_atomic(target, write) -> epath.Path:
+  """Writes `target` with `write(binary_file)`: afterwards it holds the old bytes or the new ones, never part.
+
+  Locally the bytes go to a uniquely named file beside `target` that is renamed over it. An object
+  store shows an object only once its upload completes, and renaming there is a copy, so the bytes
+  are gathered in memory and uploaded in one call. An exception in `write` leaves `target` as it was.
+  """
+  target = path(target)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  if is_remote(target):
+    buf = io.BytesIO()
+    write(buf)
+    target.write_bytes(buf.getvalue())
+    return target
+  tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+  try:
+    with open(tmp, "xb") as f:
+      write(f)
+    os.replace(tmp, target)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+  return target
+
+
+def write_text(target, text: str) -> epath.Path:
+  return write_atomic(target, lambda f: f.write(text.encode()))
+
+
+def append_line(target, line: str) -> epath.Path:
+  """Adds a line to a small log by rewriting it whole: object stores cannot append, and a crash
+  mid-append would leave half a line."""
+  target = path(target)
+  old = target.read_text() if target.exists() else ""
+  return write_text(target, old + line + "\n")

@@ -180,31 +180,17 @@ def evaluate(dp: parallel.DataParallel, dstate, source: data.Source, config, eva
 
 def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; raise UserError naming the value and what is accepted."""
-  t, c, o = config.train, config.classifier, config.optim
-  if t.parallel not in parallel.MODES:
-    raise UserError(f"config.train.parallel='{t.parallel}' is not one of {parallel.MODES}")
-  for key, value in (("train.batch_size", t.batch_size), ("classifier.eval_batch_size", c.eval_batch_size)):
-    if value <= 0 or value % num_devices:
-      raise UserError(f"config.{key}={value} is not a positive multiple of the {num_devices} device(s); "
-                      f"use a multiple of {num_devices}")
-    if value % jax.process_count():
-      raise UserError(f"config.{key}={value} does not split over {jax.process_count()} processes")
-  if t.num_steps <= 0:
-    raise UserError(f"config.train.num_steps={t.num_steps} must be positive")
+  c, o = config.classifier, config.optim
+  loop.validate(config, num_devices, batches=("train.batch_size", "classifier.eval_batch_size"),
+                positive=("classifier.eval_every",))
   if o.optimizer not in OPTIMIZERS:
     raise UserError(f"config.optim.optimizer='{o.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
-  if o.schedule not in steps.SCHEDULES:
-    raise UserError(f"config.optim.schedule='{o.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
   if not o.lr > 0:
     raise UserError(f"config.optim.lr={o.lr} must be positive")
   if not 0 <= c.label_smoothing < 1:
     raise UserError(f"config.classifier.label_smoothing={c.label_smoothing} must be in [0, 1)")
   if c.augment_shift < 0 or c.augment_shift >= config.data.resolution // 2:
     raise UserError(f"config.classifier.augment_shift={c.augment_shift} must be in [0, {config.data.resolution // 2})")
-  for key, value in (("train.log_every", t.log_every), ("train.checkpoint_every", t.checkpoint_every),
-                     ("train.keep_checkpoints", t.keep_checkpoints), ("classifier.eval_every", c.eval_every)):
-    if value <= 0:
-      raise UserError(f"config.{key}={value} must be positive")
   classifier_model.create(config.model, config.data.channels)
 
 

@@ -58,22 +58,9 @@ class I2IState(struct.PyTreeNode):
 
 def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; UserError names the value and what is accepted."""
-  t = config.train
   if config.task not in TASKS:
     raise UserError(f"config.task='{config.task}' is not one of {TASKS}")
-  if t.parallel not in parallel.MODES:
-    raise UserError(f"config.train.parallel='{t.parallel}' is not one of {parallel.MODES}")
-  if t.batch_size <= 0 or t.batch_size % num_devices or t.batch_size % jax.process_count():
-    raise UserError(f"config.train.batch_size={t.batch_size} is not a positive multiple of the {num_devices} "
-                    f"device(s); use a multiple of {num_devices}")
-  for key in ("num_steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-    if t[key] <= 0:
-      raise UserError(f"config.train.{key}={t[key]} must be positive")
-  if config.optim.schedule not in steps.SCHEDULES:
-    raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
-  if config.optim.schedule != "constant" and config.optim.warmup_steps >= t.num_steps:
-    raise UserError(f"config.optim.warmup_steps={config.optim.warmup_steps} must be below "
-                    f"config.train.num_steps={t.num_steps}")
+  loop.validate(config, num_devices, positive=("train.sample_every",))
   if config.data.channels not in (1, 3):
     raise UserError(f"config.data.channels={config.data.channels} must be 1 (grey) or 3 (RGB)")
   if config.task == "repair":

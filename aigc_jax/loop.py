@@ -1,14 +1,45 @@
-"""The step loop every trainer shares: progress, stop on NaN, periodic hooks, checkpoints, preemption.
+"""The step loop every trainer shares: its config checks, progress, stop on NaN, periodic hooks,
+checkpoints, preemption.
 
 A run killed by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reached
 and raises `Interrupted`; starting the same command again resumes there.
 """
 
+import functools
 import os
 import signal
 
 import jax
 import numpy as np
+
+from aigc_jax import parallel, steps
+from aigc_jax.errors import UserError
+
+
+def validate(config, num_devices: int, *, batches=("train.batch_size",), positive=()):
+  """The training settings every trainer reads: raise UserError naming the value and what is accepted.
+
+  `batches` are keys of global batch sizes, which must split over the devices and the processes;
+  `positive` are counts a trainer needs beyond train.num_steps, log_every, checkpoint_every and
+  keep_checkpoints.
+  """
+  value = lambda key: functools.reduce(lambda node, k: node[k], key.split("."), config)
+  if config.train.parallel not in parallel.MODES:
+    raise UserError(f"config.train.parallel='{config.train.parallel}' is not one of {parallel.MODES}")
+  for key in batches:
+    if value(key) <= 0 or value(key) % num_devices:
+      raise UserError(f"config.{key}={value(key)} is not a positive multiple of the {num_devices} device(s); "
+                      f"use a multiple of {num_devices}")
+    if value(key) % jax.process_count():
+      raise UserError(f"config.{key}={value(key)} does not split over {jax.process_count()} processes")
+  for key in ("train.num_steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints", *positive):
+    if value(key) <= 0:
+      raise UserError(f"config.{key}={value(key)} must be positive")
+  o, num_steps = config.optim, config.train.num_steps
+  if o.schedule not in steps.SCHEDULES:
+    raise UserError(f"config.optim.schedule='{o.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
+  if o.schedule != "constant" and o.warmup_steps >= num_steps:
+    raise UserError(f"config.optim.warmup_steps={o.warmup_steps} must be below config.train.num_steps={num_steps}")
 
 
 class Interrupted(Exception):

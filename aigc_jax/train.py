@@ -17,27 +17,14 @@ from aigc_jax.errors import UserError
 def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; raise UserError naming the value and what is accepted."""
   t = config.train
-  if t.parallel not in parallel.MODES:
-    raise UserError(f"config.train.parallel='{t.parallel}' is not one of {parallel.MODES}")
-  if t.batch_size <= 0 or t.batch_size % num_devices:
-    raise UserError(f"config.train.batch_size={t.batch_size} is not a positive multiple of the {num_devices} "
-                    f"device(s); use a multiple of {num_devices}")
-  if t.batch_size % jax.process_count():
-    raise UserError(f"config.train.batch_size={t.batch_size} does not split over {jax.process_count()} processes")
-  if t.num_steps <= 0:
-    raise UserError(f"config.train.num_steps={t.num_steps} must be positive")
+  loop.validate(config, num_devices, positive=("train.sample_every",))
   if t.loss not in losses.LOSSES:
     raise UserError(f"config.train.loss='{t.loss}' is not one of {', '.join(losses.LOSSES)}")
   validate_beyond(config)
-  if config.optim.schedule not in steps.SCHEDULES:
-    raise UserError(f"config.optim.schedule='{config.optim.schedule}' is not one of {', '.join(steps.SCHEDULES)}")
   if config.model.upconv_impl not in ("auto", "xla", "fast"):
     raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
   if config.model.get("downconv_impl", "auto") not in ("auto", "xla", "fast"):
     raise UserError(f"config.model.downconv_impl='{config.model.downconv_impl}' is not one of auto, xla, fast")
-  for key in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-    if t[key] <= 0:
-      raise UserError(f"config.train.{key}={t[key]} must be positive")
 
 
 def validate_beyond(config: ml_collections.ConfigDict):

@@ -15,14 +15,13 @@ Writes into --output (default WORKDIR/explore):
 """
 
 import json
-from pathlib import Path
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import data, images, steps
+from aigc_jax import data, files, images, steps
 from aigc_jax.errors import UserError
 
 MAX_TRAIN_IMAGES = 20_000  # nearest-neighbour search set, in the source's order
@@ -133,7 +132,7 @@ def _classifier_features(classifier_workdir):
 
   from aigc_jax import classify
 
-  path = Path(classifier_workdir) / "config.json"
+  path = files.path(classifier_workdir) / "config.json"
   if not path.exists():
     raise UserError(f"--classifier_workdir={classifier_workdir} has no config.json; train a classifier there with "
                     "--config configs/classifier.py:PRESET")
@@ -162,11 +161,11 @@ def _training_images(config, limit: int):
 
 
 def run(config, workdir, output: str | None = None, overwrite: bool = False, seed: int = 0,
-        classifier_workdir: str | None = None, num_nearest: int = 8, k: int = 5) -> Path:
+        classifier_workdir: str | None = None, num_nearest: int = 8, k: int = 5):
   """Writes the pictures listed in the module docstring; returns the folder."""
   from aigc_jax.sample import load_state
 
-  out = Path(output) if output else Path(workdir) / "explore"
+  out = files.path(output) if output else files.path(workdir) / "explore"
   if out.exists() and any(out.iterdir()) and not overwrite:
     raise UserError(f"{out} exists; pass --overwrite to replace its pictures or choose another --output")
   feature_fn = None
@@ -215,5 +214,5 @@ def run(config, workdir, output: str | None = None, overwrite: bool = False, see
   tiles = np.stack(columns, axis=1).reshape(-1, *columns[0].shape[1:])
   images.save_png(out / "saliency.png", images.grid(tiles, ncols=len(columns)), scale=scale)
   summary["saliency_columns"] = ["image", "input"] + list(sal_layers)
-  (out / "explore.json").write_text(json.dumps(summary, indent=2) + "\n")
+  files.write_text(out / "explore.json", json.dumps(summary, indent=2) + "\n")
   return out

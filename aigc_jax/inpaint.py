@@ -10,13 +10,12 @@ back. Yeh et al. additionally Poisson-blend the fill; this pastes it directly.
 """
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from aigc_jax import steps
+from aigc_jax import files, steps
 from aigc_jax.errors import UserError
 
 
@@ -33,8 +32,8 @@ def load_generator(config, workdir) -> Generator:
 
   if config.task != "gan":
     raise UserError(f"GAN inversion needs a GAN config (configs/dcgan.py); got task '{config.task}'")
-  if not (Path(workdir) / "checkpoints").exists():
-    raise UserError(f"no GAN checkpoint in {Path(workdir) / 'checkpoints'}; train one first with "
+  if not (files.path(workdir) / "checkpoints").exists():
+    raise UserError(f"no GAN checkpoint in {files.path(workdir) / 'checkpoints'}; train one first with "
                     "python main.py --config configs/dcgan.py:PRESET --workdir W")
   return Generator(sample.load_state(config, workdir), config.data.resolution, config.data.channels)
 

@@ -33,11 +33,35 @@ def _flat(d, prefix=""):
   return out
 
 
+def _defaults(task: str) -> dict:
+  """configs/default.py flattened: what a key meant before it was added to the config.
+
+  The other tasks replace its model and optim sections with their own, so for them only the rest
+  applies. Outside a checkout there is no configs/, and absent keys must match exactly.
+  """
+  try:
+    from configs import default
+  except ImportError:
+    return {}
+  flat = _flat(default.get_config().to_dict())
+  if task != "gan":
+    flat = {k: v for k, v in flat.items() if not k.startswith(("model.", "optim."))}
+  return flat
+
+
+def _saved_values(saved: dict, keys) -> dict:
+  """The saved config flattened, a key it lacks read as its default: the checkpoint was written before
+  the key existed, so it was trained with the behaviour the default gives."""
+  defaults = _defaults(saved.get("task", "gan"))
+  return {**{k: defaults[k] for k in keys if k in defaults}, **_flat(saved)}
+
+
 def incompatible_keys(saved: dict, current: dict) -> list[str]:
-  """Keys under RESUME_KEYS whose values differ between two config dicts."""
-  a, b = _flat(saved), _flat(current)
-  keys = {k for k in a.keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
+  """Keys under RESUME_KEYS whose values differ between a saved and the current config dict."""
+  b = _flat(current)
+  keys = {k for k in _flat(saved).keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
   keys -= set(INTERCHANGEABLE_KEYS)
+  a = _saved_values(saved, keys)
   return sorted(k for k in keys if a.get(k) != b.get(k))
 
 
@@ -74,11 +98,17 @@ class Checkpoints:
     step = self.latest_step()
     if step is None:
       return None
-    bad = incompatible_keys(self.saved_config(step), config.to_dict())
+    saved_config = self.saved_config(step)
+    bad = incompatible_keys(saved_config, config.to_dict())
     if bad:
-      saved = _flat(self.saved_config(step))
+      saved, written = _saved_values(saved_config, bad), _flat(saved_config)
       now = _flat(config.to_dict())
-      diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in bad)
+
+      def was(k):
+        unwritten = k in saved and k not in written
+        return f"{saved.get(k)!r}" + (" (the default; the checkpoint predates the key)" if unwritten else "")
+
+      diffs = ", ".join(f"{k}: {was(k)} -> {now.get(k)!r}" for k in bad)
       raise UserError(f"{self.directory} holds a checkpoint (step {step}) from an incompatible config ({diffs}); "
                       "use a new --workdir or the original config")
     return step

@@ -72,6 +72,44 @@ def test_compatible_changes_are_allowed():
       "data.resolution", "seed"]
 
 
+# Keys added to configs/default.py after the first checkpoints were written.
+LATER_KEYS = ("model.cond_mode", "model.num_classes", "model.spectral_norm", "model.attention_res",
+              "model.shared_dim", "model.dtype", "train.ema_decay")
+
+
+def test_checkpoint_from_before_a_key_existed_resumes_as_the_default(trained, tmp_path):
+  config, workdir, final = trained
+  old = tmp_path / "w"
+  shutil.copytree(workdir, old)
+  shutil.rmtree(old / "checkpoints" / "6")
+  old_config = smoke_config()
+  for key in LATER_KEYS:
+    section, leaf = key.split(".")
+    del old_config[section][leaf]
+  ckpt = Checkpoints(old / "checkpoints")
+  ckpt.save(6, final.arrays, old_config, force=True)
+  ckpt.close()
+  assert not set(LATER_KEYS) & {f"{s}.{k}" for s, v in ckpt.saved_config(6).items() if isinstance(v, dict)
+                                for k in v}
+  again = train.train_and_evaluate(config, str(old))
+  assert_trees_equal(again.arrays, final.arrays)
+  with pytest.raises(UserError, match=r"model.dtype: 'float32' \(the default; the checkpoint predates the key\) "
+                                      r"-> 'bfloat16'"):
+    Checkpoints(old / "checkpoints").check_compatible(smoke_config(**{"model.dtype": "bfloat16"}))
+  assert incompatible_keys(ckpt.saved_config(6), smoke_config(**{"train.ema_decay": 0.999}).to_dict()) == [
+      "train.ema_decay"]
+
+
+def test_other_tasks_take_defaults_only_outside_their_own_model_and_optim():
+  from configs import classifier
+
+  now = classifier.get_config("smoke").to_dict()
+  saved = classifier.get_config("smoke").to_dict()
+  del saved["train"]["ema_decay"], saved["model"]["num_classes"]
+  # train.* comes from configs/default.py for every task; a classifier's model.* does not.
+  assert incompatible_keys(saved, now) == ["model.num_classes"]
+
+
 def test_damaged_checkpoint_is_reported(trained, tmp_path):
   config, workdir, _ = trained
   copy = tmp_path / "w"

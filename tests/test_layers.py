@@ -29,13 +29,13 @@ def reference(features, use_bias=False, **kw):
   )
 
 
-def functional(kernel_grad):
-  """UpConv's computation with the kernel-gradient formulation forced."""
+def functional(kernel_grad, forward):
+  """UpConv's computation with the kernel-gradient and forward formulations forced."""
 
   def apply(variables, x):
     p = variables["params"]
     x, kernel, bias = promote_dtype(x, p["kernel"], p.get("bias"))
-    y = layers.upconv(x, kernel, impl="fast", kernel_grad=kernel_grad)
+    y = layers.upconv(x, kernel, impl="fast", kernel_grad=kernel_grad, forward=forward)
     return y if bias is None else y + bias
 
   return apply
@@ -75,7 +75,7 @@ def check_against_reference(shape, features, use_bias=False, dtype=np.float32, t
   @jax.jit
   def run(params, x, cot):
     want = value_and_vjp(reference(features, use_bias), params, x, cot)
-    candidates = {form: functional(form) for form in layers.KERNEL_GRADS}
+    candidates = {f"{kg}/{fw}": functional(kg, fw) for kg in layers.KERNEL_GRADS for fw in layers.FORWARDS}
     candidates["module"] = UpConv(features, use_bias=use_bias, impl="fast")
     got = {name: value_and_vjp(f, params, x, cot) for name, f in candidates.items()}
     return want, got
@@ -164,6 +164,16 @@ def test_rejects_unknown_options():
     jax.eval_shape(UpConv(4, impl="cuda").init, jax.random.key(0), jnp.ones((1, 2, 2, 3)))
   with pytest.raises(ValueError, match="kernel_grad"):
     layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), kernel_grad="fft")
+  with pytest.raises(ValueError, match="forward"):
+    layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), forward="fft")
+
+
+def test_auto_forward_per_input_size():
+  """conv_transpose's lhs-dilated convolution on 4x4 inputs, the phase form from 8x8 on."""
+  k = jnp.ones((4, 4, 3, 4))
+  hlo = lambda size: str(jax.make_jaxpr(lambda x: layers.upconv(x, k, impl="fast"))(jnp.ones((1, size, size, 3))))
+  assert "lhs_dilation=(2, 2)" in hlo(4)
+  assert "lhs_dilation=(2, 2)" not in hlo(8)
 
 
 @pytest.mark.parametrize(

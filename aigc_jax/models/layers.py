@@ -5,7 +5,8 @@ window-dilated convolution that misses its fast convolution path (jax issue
 #23783), which makes DCGAN-style generators tens of times slower to train on CPU
 than in PyTorch. :class:`UpConv` is a drop-in for the generator's
 ``nn.ConvTranspose(features, (4, 4), (2, 2), padding='SAME')``: same parameters,
-same forward values, but a kernel gradient that runs at matmul speed.
+same values to float rounding, but a kernel gradient that runs at matmul speed
+and, on larger maps, a forward pass that avoids the lhs-dilated convolution.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ from jax.custom_derivatives import SymbolicZero
 
 IMPLS = ("auto", "fast", "xla")
 KERNEL_GRADS = ("matmul", "conv")
+FORWARDS = ("xla", "phase")
 
 # Below this many output features the per-tap matmuls are too thin to keep the
 # cores busy and one stride-1 convolution over 4 * features channels wins.
 _MATMUL_MIN_FEATURES = 32
+# From this input size on, XLA:CPU's lhs-dilated convolution (the forward pass of
+# conv_transpose) loses to the stride-1 2x2 one in _phase_shift_conv; on 4x4
+# inputs it wins (benchmarks/upconv.py).
+_PHASE_FORWARD_MIN_SIZE = 8
 
 
 def _conv_transpose(x, kernel, strides, precision):
@@ -102,21 +108,43 @@ def _phase_conv(x, kernel, precision):
   return _interleave(y.reshape(n, h, w, 2, 2, cout))
 
 
+def _phase_shift_conv(x, kernel, precision):
+  """One stride-1 2x2 'VALID' convolution of the padded input into the four
+  phases as channels, z[p, q, (a, b)] = sum xp[p + dy, q + dx] @ kernel[2 dy + a, 2 dx + b];
+  phase (a, b) then reads z shifted by (a, b). No zero taps, unlike _phase_conv."""
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  k2 = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, cin, 4 * cout)
+  z = lax.conv_general_dilated(
+    jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))),
+    k2,
+    (1, 1),
+    "VALID",
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    precision=precision,
+  ).reshape(n, h + 1, w + 1, 2, 2, cout)
+  y = jnp.stack([jnp.stack([z[:, a : a + h, b : b + w, a, b] for b in range(2)], 3) for a in range(2)], 3)
+  return _interleave(y)
+
+
 _KERNEL_TANGENTS = {"matmul": _phase_matmuls, "conv": _phase_conv}
+_FORWARDS = {"xla": lambda x, kernel, precision: _conv_transpose(x, kernel, (2, 2), precision),
+             "phase": _phase_shift_conv}
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _upconv_fast(x, kernel, precision, kernel_grad):
-  return _conv_transpose(x, kernel, (2, 2), precision)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _upconv_fast(x, kernel, precision, kernel_grad, forward):
+  return _FORWARDS[forward](x, kernel, precision)
 
 
 @functools.partial(_upconv_fast.defjvp, symbolic_zeros=True)
-def _upconv_fast_jvp(precision, kernel_grad, primals, tangents):
-  """Forward and input gradient stay on ``conv_transpose`` (fast on CPU);
-  only the kernel tangent, whose transpose is the slow op, is rewritten."""
+def _upconv_fast_jvp(precision, kernel_grad, forward, primals, tangents):
+  """The input tangent stays on ``conv_transpose``, whose transpose (the input
+  gradient, a strided convolution) is fast on CPU; the forward value and the
+  kernel tangent, whose transpose is the slow op, take their own forms."""
   x, kernel = primals
   x_dot, kernel_dot = tangents
-  y = _conv_transpose(x, kernel, (2, 2), precision)
+  y = _FORWARDS[forward](x, kernel, precision)
   terms = []
   if not isinstance(x_dot, SymbolicZero):
     terms.append(_conv_transpose(x_dot, kernel, (2, 2), precision))
@@ -144,21 +172,26 @@ def upconv(
   impl: str = "auto",
   precision: Any = None,
   kernel_grad: str | None = None,
+  forward: str | None = None,
 ) -> jax.Array:
   """``lax.conv_transpose(x, kernel, strides, 'SAME')`` on NHWC / HWIO.
 
   The fast path covers the 4x4 / stride-2 up-sampling case; other kernel
   sizes and strides use XLA's op, so the result is always correct.
-  ``kernel_grad`` ('matmul' or 'conv') overrides the per-shape choice of
-  kernel-gradient formulation, for benchmarks and tests.
+  ``kernel_grad`` ('matmul' or 'conv') and ``forward`` ('xla' or 'phase')
+  override the per-shape choices of formulation, for benchmarks and tests.
   """
   if kernel_grad is not None and kernel_grad not in KERNEL_GRADS:
     raise ValueError(f"kernel_grad must be one of {KERNEL_GRADS}, got {kernel_grad!r}")
+  if forward is not None and forward not in FORWARDS:
+    raise ValueError(f"forward must be one of {FORWARDS}, got {forward!r}")
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
       kernel_grad = "matmul" if kernel.shape[-1] >= _MATMUL_MIN_FEATURES else "conv"
-    return _upconv_fast(x, kernel, precision, kernel_grad)
+    if forward is None:
+      forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
+    return _upconv_fast(x, kernel, precision, kernel_grad, forward)
   return _conv_transpose(x, kernel, strides, precision)
 
 
@@ -170,12 +203,13 @@ class UpConv(nn.Module):
   """Drop-in for ``nn.ConvTranspose(..., padding='SAME')`` on NHWC inputs.
 
   Parameters ('kernel' of shape (kh, kw, in, out), 'bias') and forward values
-  match ``nn.ConvTranspose``, so checkpoints move freely between the two; only
-  how the kernel gradient is computed differs (see :func:`upconv`).
+  (to float rounding) match ``nn.ConvTranspose``, so checkpoints move freely
+  between the two; only how the forward pass and the kernel gradient are
+  computed differs (see :func:`upconv`).
 
   Attributes:
     impl: 'xla' uses ``lax.conv_transpose`` throughout, 'fast' the CPU-friendly
-      kernel gradient, 'auto' picks 'fast' on the CPU backend only.
+      forms, 'auto' picks 'fast' on the CPU backend only.
   """
 
   features: int

@@ -28,8 +28,7 @@ import jax  # noqa: E402
 
 from aigc_jax import images, metrics, sample, steps, train  # noqa: E402
 from aigc_jax.data import sources  # noqa: E402
-from configs import dcgan, sngan  # noqa: E402
-from tests.helpers import with_overrides  # noqa: E402
+from configs import dcgan, sngan, with_overrides  # noqa: E402
 
 AUG = "color,translation,cutout"
 COMMON = {"data.fraction": 0.1, "train.ema_decay": 0.999, "train.ema_start": 200}

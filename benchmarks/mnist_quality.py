@@ -77,10 +77,13 @@ def run_config(name: str, args, extra: dict):
             "train.num_steps": MAX_STEPS, "train.ema_decay": args.ema_decay, "train.ema_start": args.ema_start,
             "train.log_every": args.log_every, "train.checkpoint_every": args.checkpoint_every,
             "train.sample_every": args.checkpoint_every}
-  try:
-    return with_overrides(config, **{**common, **overrides, **extra})
-  except (KeyError, AttributeError) as e:
-    raise UserError(f"--set names a key the configs do not have ({e}); see configs/default.py") from None
+  for key in extra:
+    node = config
+    for part in key.split("."):
+      if not hasattr(node, "keys") or part not in node:
+        raise UserError(f"--set names a key the configs do not have: {key}; see configs/default.py")
+      node = node[part]
+  return with_overrides(config, **{**common, **overrides, **extra})
 
 
 class Budget:
@@ -166,10 +169,11 @@ def score(evaluator, images: np.ndarray, labels) -> dict:
   return row
 
 
-def write_table(out: Path, results: dict, names: list[str]):
+def write_table(out: Path, results: dict):
+  """Every run in results.json, also those of earlier invocations, in the order of RUNS."""
   lines = ["| run | steps | images seen | CPU s | wall s | classifier-FID | KID | precision | recall | "
            "class accuracy |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-  for name in names:
+  for name in [n for n in RUNS if n in results]:
     r = results[name]
     acc = f"{r['class_accuracy']:.3f}" if "class_accuracy" in r else "-"
     lines.append(f"| {name} | {r['steps']} | {r['steps'] * r['batch_size']:,} | {r['cpu_s']:.0f} | {r['wall_s']:.0f} | "
@@ -246,7 +250,7 @@ def run(args):
     results[name] = row
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     print(name, row, flush=True)
-  print("\n".join(write_table(out, results, names)))
+  print("\n".join(write_table(out, results)))
 
 
 if __name__ == "__main__":

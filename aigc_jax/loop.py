@@ -87,12 +87,14 @@ class SignalFlag:
 
 
 def run(step_fn, dstate, batches, *, dp, start_step: int, num_steps: int, log_every: int, checkpoint_every: int,
-        save, hooks=(), progress, writer, is_main: bool):
+        save, hooks=(), progress, writer, is_main: bool, stop_after=None):
   """Runs `dstate, metrics = step_fn(dstate, batch)` from start_step to num_steps.
 
   Metrics are fetched from the devices only every `log_every` steps (averaged over them), so the
   host never waits on a step in between. `hooks` are (every, fn(step, dstate)) pairs, also run at
-  the last step; `save(step, dstate)` writes a checkpoint. Returns (dstate, step).
+  the last step; `save(step, dstate)` writes a checkpoint. `stop_after(step) -> bool`, asked after
+  every step, ends the run early as if that step were the last (a budget that is not in steps,
+  such as CPU seconds; with several processes it must answer the same on all). Returns (dstate, step).
   """
   pending = []
   step = start_step
@@ -101,7 +103,8 @@ def run(step_fn, dstate, batches, *, dp, start_step: int, num_steps: int, log_ev
       dstate, metrics = step_fn(dstate, next(batches))
       step += 1
       pending.append(metrics)
-      last = step == num_steps
+      stopped = stop_after is not None and stop_after(step)
+      last = step == num_steps or stopped
       if step % log_every == 0 or last or stop.signum is not None:
         fetched = [dp.get_metrics(m) for m in pending]
         values = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
@@ -119,4 +122,6 @@ def run(step_fn, dstate, batches, *, dp, start_step: int, num_steps: int, log_ev
         save(step, dstate)
       if interrupt:
         raise Interrupted(step, stop.signum or signal.SIGTERM)
+      if stopped:
+        break
   return dstate, step

@@ -93,8 +93,9 @@ def fixed_noise(config, n: int):
   return jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3), (n, config.model.z_dim))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps.GANState:
-  """Trains until config.train.num_steps and returns the final host state."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_after=None) -> steps.GANState:
+  """Trains until config.train.num_steps, or until `stop_after(step)` is true (see loop.run), and returns
+  the final host state."""
   validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
   workdir = files.path(workdir)
@@ -156,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> steps
   try:
     dstate, _ = loop.run(train_step, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
                          log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save, hooks=hooks,
-                         progress=progress, writer=writer, is_main=is_main)
+                         progress=progress, writer=writer, is_main=is_main, stop_after=stop_after)
     return host_state(dstate)
   finally:
     ckpt.close()

@@ -28,8 +28,7 @@ import jax  # noqa: E402
 
 from aigc_jax import images, metrics, sample, steps, train  # noqa: E402
 from aigc_jax.data import sources  # noqa: E402
-from configs import dcgan, sngan  # noqa: E402
-from tests.helpers import with_overrides  # noqa: E402
+from configs import biggan, dcgan, sngan, with_overrides  # noqa: E402
 
 AUG = "color,translation,cutout"
 COMMON = {"data.fraction": 0.1, "train.ema_decay": 0.999, "train.ema_start": 200}
@@ -40,15 +39,18 @@ VARIANTS = {
     "dcgan-lsgan+diffaug": ("dcgan", "digits", {"augment.policy": AUG, "train.loss": "lsgan"}),
     "dcgan-r1+diffaug": ("dcgan", "digits", {"augment.policy": AUG, "train.r1_gamma": 1.0, "train.r1_every": 4}),
     "dcgan-2dsteps+diffaug": ("dcgan", "digits", {"augment.policy": AUG, "train.d_steps": 2}),
+    "dcgan-wgangp+diffaug": ("dcgan", "digits", {"augment.policy": AUG, "train.loss": "wgan", "train.gp_weight": 10.0,
+                                                 "train.d_steps": 5}),
     "sngan+diffaug": ("sngan", "digits", {}),
     "sngan": ("sngan", "digits", {"augment.policy": ""}),
+    "biggan+diffaug": ("biggan", "digits", {}),
     "dcgan-full-data": ("dcgan", "digits", {"data.fraction": 1.0}),
 }
 
 
 def config_for(name: str, steps: int, scale: dict):
   module, preset, overrides = VARIANTS[name]
-  config = (dcgan if module == "dcgan" else sngan).get_config(preset)
+  config = {"dcgan": dcgan, "sngan": sngan, "biggan": biggan}[module].get_config(preset)
   config = with_overrides(config, **{**COMMON, **overrides, **scale, "train.num_steps": steps,
                                      "train.checkpoint_every": max(steps // 4, 1), "train.sample_every": steps,
                                      "train.log_every": max(steps // 10, 1)})

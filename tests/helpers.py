@@ -3,23 +3,12 @@
 import jax
 import numpy as np
 
-from configs import dcgan
+from configs import dcgan, with_overrides  # noqa: F401  (tests import it from here too)
 
 
 def smoke_config(**overrides):
   """The DCGAN smoke preset with dotted overrides, e.g. smoke_config(**{'train.num_steps': 4})."""
   return with_overrides(dcgan.get_config("smoke"), **overrides)
-
-
-def with_overrides(config, **overrides):
-  """Sets dotted keys as --config.a.b=v would."""
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
 
 
 def assert_trees_equal(a, b, rtol=0.0, atol=0.0):

@@ -48,6 +48,16 @@ def test_resume_from_step_k_equals_uninterrupted_run(trained, tmp_path):
   assert_trees_equal(resumed.arrays, final.arrays)
 
 
+def test_stop_after_ends_early_with_a_checkpoint_and_the_rest_resumes_to_the_same_result(trained, tmp_path):
+  config, _, final = trained
+  asked = []
+  early = train.train_and_evaluate(config, str(tmp_path), stop_after=lambda step: asked.append(step) or step == 2)
+  assert int(early.step) == 2 and asked == [1, 2]
+  assert Checkpoints(tmp_path / "checkpoints").latest_step() == 2
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert_trees_equal(resumed.arrays, final.arrays)
+
+
 def test_finished_run_restarts_as_a_no_op(trained, tmp_path):
   config, workdir, final = trained
   copy = tmp_path / "w"

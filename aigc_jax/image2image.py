@@ -183,7 +183,8 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
   (g_loss, (l1, adv, feat, out)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
   g_grads = _mean(g_grads, axis_name)
   upd, g_opt = state.g_tx.update(g_grads, state.g_opt, state.g_params)
-  metrics = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "g_adv": adv, "psnr": jnp.mean(image_quality.psnr(out, clean))}
+  metrics = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "g_adv": adv,
+             "psnr": jnp.mean(image_quality.psnr(out, clean))}
   if feature_weight:
     metrics["feature"] = feat
   metrics = _mean(metrics, axis_name)

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from aigc_jax import damage, data, images, loop, parallel, steps, summary
+from aigc_jax import damage, data, feature_loss, images, loop, parallel, steps, summary
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 from aigc_jax.metrics import image_quality
@@ -47,6 +47,7 @@ class I2IState(struct.PyTreeNode):
   sigma: float = struct.field(pytree_node=False, default=0.2)
   amount: float = struct.field(pytree_node=False, default=0.1)
   scale: int = struct.field(pytree_node=False, default=2)
+  features: feature_loss.FeatureNet | None = None  # the frozen classifier of train.feature_weight, if any
 
   @property
   def arrays(self):
@@ -63,6 +64,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   loop.validate(config, num_devices, positive=("train.sample_every",))
   if config.data.channels not in (1, 3):
     raise UserError(f"config.data.channels={config.data.channels} must be 1 (grey) or 3 (RGB)")
+  if t.get("feature_weight", 0.0) < 0:
+    raise UserError(f"config.train.feature_weight={t.feature_weight} must be 0 (off) or positive")
+  if t.get("feature_weight", 0.0) > 0 and not t.get("feature_workdir"):
+    raise UserError("config.train.feature_weight > 0 needs config.train.feature_workdir, the workdir of a "
+                    "classifier trained with configs/classifier.py")
   if config.task == "repair":
     damage.parse_kinds(config.damage.kinds)
   else:
@@ -131,8 +137,13 @@ def _mean(tree, axis_name):
   return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
 
 
-def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: float = 0.01, axis_name=None):
-  """One discriminator update on (condition, clean) vs (condition, repaired), then one generator update."""
+def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: float = 0.01,
+               feature_weight: float = 0.0, axis_name=None):
+  """One discriminator update on (condition, clean) vs (condition, repaired), then one generator update.
+
+  With `feature_weight` > 0 the generator loss adds that times the classifier feature loss
+  against the clean images (`state.features`, frozen).
+  """
   clean = batch["image"]
   rng = jax.random.fold_in(state.rng, state.step)
   g_in, cond, known = degrade(state, rng, clean, axis_name)
@@ -153,13 +164,17 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
     out = restore(state, g_params, g_in)
     l1 = jnp.mean(jnp.abs(out - clean))
     adv = jnp.mean(jax.nn.softplus(-d.apply({"params": d_params}, jnp.concatenate([cond, out], -1))))
-    return l1_weight * l1 + adv_weight * adv, (l1, adv, out)
+    feat = feature_loss.feature_loss(state.features, out, clean) if feature_weight else jnp.zeros(())
+    return l1_weight * l1 + adv_weight * adv + feature_weight * feat, (l1, adv, feat, out)
 
-  (g_loss, (l1, adv, out)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+  (g_loss, (l1, adv, feat, out)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
   g_grads = _mean(g_grads, axis_name)
   upd, g_opt = state.g_tx.update(g_grads, state.g_opt, state.g_params)
-  metrics = _mean({"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "g_adv": adv,
-                   "psnr": jnp.mean(image_quality.psnr(out, clean))}, axis_name)
+  metrics = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "g_adv": adv,
+             "psnr": jnp.mean(image_quality.psnr(out, clean))}
+  if feature_weight:
+    metrics["feature"] = feat
+  metrics = _mean(metrics, axis_name)
   state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, upd), g_opt=g_opt,
                         d_params=d_params, d_opt=d_opt)
   return state, metrics
@@ -228,6 +243,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start_step:
     state = state.with_arrays(ckpt.restore(start_step, state.arrays))
     print(f"resumed from step {start_step} in {ckpt.directory}", flush=True)
+  feature_weight = float(config.train.get("feature_weight", 0.0))
+  if feature_weight:
+    state = state.replace(features=feature_loss.load(config.train.feature_workdir, config.data.channels))
 
   is_main = jax.process_index() == 0
   if is_main:
@@ -240,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   strip_images = jnp.asarray(next(data.batches(source, config.data, batch_size=min(8, source.num_examples or 8),
                                                seed=config.seed + 1))["image"])
   device_batches = parallel.prefetch(host_batches, dp.put_batch)
-  step_fn = dp.step(train_step, l1_weight=t.l1_weight, adv_weight=t.adv_weight)
+  step_fn = dp.step(train_step, l1_weight=t.l1_weight, adv_weight=t.adv_weight, feature_weight=feature_weight)
   progress = summary.Progress(start_step, t.num_steps)
   dstate = dp.put_state(state)
 

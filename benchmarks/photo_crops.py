@@ -1,10 +1,11 @@
-"""Random grey crops of scikit-image's bundled photographs, for training super-resolution offline.
+"""Random grey crops of scikit-image's bundled photographs, for training and measuring on natural images offline.
 
   python benchmarks/photo_crops.py --out runs/photo_crops.npz
   python main.py --config configs/enhance.py:files_x2 --config.data.path=runs/photo_crops.npz \
       --config.data.channels=1 --config.data.resolution=32 --workdir runs/sr2_photos
 
-Training photos and the held-out ones `benchmarks/applications.py --photos` measures on are disjoint.
+Networks train on crops of TRAIN; `benchmarks/applications.py` measures on TEST (whole photos, or
+crops of them), so training and test photographs are disjoint.
 """
 
 import argparse
@@ -25,6 +26,25 @@ def grey(name) -> np.ndarray:
   return im.astype(np.uint8)
 
 
+def crops(names, per_photo: int, size: int, seed: int = 0) -> np.ndarray:
+  """uint8 [len(names) * per_photo, size, size, 1]: uniformly placed crops of each photo in turn."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for name in names:
+    im = grey(name)
+    ys = rng.integers(0, im.shape[0] - size, per_photo)
+    xs = rng.integers(0, im.shape[1] - size, per_photo)
+    out += [im[y:y + size, x:x + size] for y, x in zip(ys, xs)]
+  return np.stack(out)[..., None]
+
+
+def write(path, size: int = 32, per_photo: int = 1000, seed: int = 0) -> int:
+  """Training crops of TRAIN as an .npz the `files` data source reads; returns how many."""
+  images = crops(TRAIN, per_photo, size, seed)
+  np.savez(path, images=images, labels=np.full(len(images), -1, np.int32))
+  return len(images)
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", required=True)
@@ -32,16 +52,8 @@ def main():
   p.add_argument("--per_photo", type=int, default=1000)
   p.add_argument("--seed", type=int, default=0)
   args = p.parse_args()
-  rng = np.random.default_rng(args.seed)
-  crops = []
-  for name in TRAIN:
-    im = grey(name)
-    ys = rng.integers(0, im.shape[0] - args.size, args.per_photo)
-    xs = rng.integers(0, im.shape[1] - args.size, args.per_photo)
-    crops += [im[y:y + args.size, x:x + args.size] for y, x in zip(ys, xs)]
-  crops = np.stack(crops)[..., None]
-  np.savez(args.out, images=crops, labels=np.full(len(crops), -1, np.int32))
-  print(f"wrote {len(crops)} crops of {args.size}x{args.size} from {len(TRAIN)} photos to {args.out}")
+  n = write(args.out, args.size, args.per_photo, args.seed)
+  print(f"wrote {n} crops of {args.size}x{args.size} from {len(TRAIN)} photos to {args.out}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ mnist_x4            7x7 -> 28x28.
 files_x2, files_x4  your own images (--config.data.path), random crops resized to data.resolution.
 smoke               a few tiny steps on the digits, for tests and quick checks.
 
+SRGAN's perceptual loss, with the project's classifier in VGG's place:
+  --config.train.feature_weight=W --config.train.feature_workdir=CLASSIFIER_WORKDIR
+adds W x sum over its residual blocks of mean((phi(SR) - phi(HR))^2) to the generator loss.
+
 Low-resolution inputs are made by area (box) downscaling of the clean images; a trained network
 upscales images of any size (`--mode=enhance`), in overlapping tiles when they are large.
 """

@@ -42,6 +42,8 @@ def base(task: str):
     del config.train[key]
   config.train.l1_weight = 1.0
   config.train.adv_weight = 0.01
+  config.train.feature_weight = 0.0  # > 0: add this x the classifier feature loss (aigc_jax/feature_loss.py)
+  config.train.feature_workdir = ""  # the configs/classifier.py workdir that loss uses
   config.train.batch_size = 32
   config.train.num_steps = 2000
   config.train.log_every = 50

@@ -1,0 +1,72 @@
+"""A feature loss from the project's classifier, for super-resolution and repair generators.
+
+SRGAN adds a perceptual loss on VGG features; here the in-domain classifier trained with
+configs/classifier.py plays VGG's part, so the generator is pushed towards what the classifier
+sees in the original, not only towards its pixels. The classifier is frozen: its variables enter
+the step as a constant part of the state, are never differentiated and never checkpointed with
+the generator.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+
+from aigc_jax.errors import UserError
+from aigc_jax.models.classifier import ResidualBlock
+
+
+class FeatureNet(struct.PyTreeNode):
+  """A trained classifier's variables (arrays) and network, and the image size it takes."""
+
+  variables: Any
+  model: nn.Module = struct.field(pytree_node=False)
+  resolution: int = struct.field(pytree_node=False, default=32)
+  channels: int = struct.field(pytree_node=False, default=1)
+
+
+def load(workdir: str, channels: int) -> FeatureNet:
+  """The latest classifier checkpoint of `workdir`; UserError when there is none or it does not fit."""
+  from aigc_jax import classify
+  from aigc_jax.checkpoint import Checkpoints
+
+  key = "config.train.feature_workdir"
+  directory = Path(workdir or "").expanduser() / "checkpoints"
+  if not workdir or not directory.is_dir():
+    raise UserError(f"{key}='{workdir}' holds no classifier checkpoints; train one with "
+                    "python main.py --config configs/classifier.py:mnist --workdir DIR and pass that DIR")
+  ckpt = Checkpoints(directory, read_only=True)
+  step = ckpt.latest_step()
+  if step is None:
+    raise UserError(f"{key}='{workdir}' has no finished checkpoint in {directory}")
+  config = ml_collections.ConfigDict(ckpt.saved_config(step))
+  if config.get("task") != "classifier":
+    raise UserError(f"{key}='{workdir}' holds a '{config.get('task', 'gan')}' run, not a classifier; "
+                    "train one with configs/classifier.py")
+  if config.data.channels != channels:
+    raise UserError(f"{key}='{workdir}' is a classifier of {config.data.channels}-channel images but the "
+                    f"generator makes {channels}-channel ones; use a classifier trained on the same images")
+  state = classify.load_state(config, workdir)
+  return FeatureNet(variables={"params": state.params, "batch_stats": state.batch_stats}, model=state.model,
+                    resolution=int(config.data.resolution), channels=channels)
+
+
+def block_features(net: FeatureNet, images) -> list:
+  """The output of every residual block for images [N, H, W, C] in [-1, 1], resized to the classifier's size."""
+  n, h, w, c = images.shape
+  if (h, w) != (net.resolution, net.resolution):
+    images = jax.image.resize(images, (n, net.resolution, net.resolution, c), "linear", antialias=True)
+  _, captured = net.model.apply(net.variables, images, train=False, mutable=["intermediates"],
+                                capture_intermediates=lambda m, name: isinstance(m, ResidualBlock)
+                                and name == "__call__")
+  return [v[0] for v in jax.tree.leaves(captured["intermediates"], is_leaf=lambda x: isinstance(x, tuple))]
+
+
+def feature_loss(net: FeatureNet, output, target):
+  """sum over residual blocks of mean((phi(output) - phi(target))^2); the target side carries no gradient."""
+  target_features = jax.lax.stop_gradient(block_features(net, target))
+  return sum(jnp.mean(jnp.square(a - b)) for a, b in zip(block_features(net, output), target_features))

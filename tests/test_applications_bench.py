@@ -1,0 +1,68 @@
+"""benchmarks/applications.py's one-command pieces: its configs, train-or-reuse, and the photo crops."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from aigc_jax import image2image
+from benchmarks import applications, photo_crops
+from configs import enhance as enhance_configs
+
+
+def _args(**kw):
+  base = dict(data="/some/mnist", train_steps=700, photo_steps=600, gan_steps=500, classifier_steps=300,
+              feature_weight=0.25, networks=list(applications.NETWORKS), steps={"sr2": 900})
+  return argparse.Namespace(**{**base, **kw})
+
+
+def test_network_configs_are_the_presets_sized_by_the_flags(tmp_path):
+  configs = applications.network_configs(_args(), tmp_path)
+  assert set(configs) == set(applications.NETWORKS)
+  steps = {"classifier": 300, "gan": 500, "sr2": 900, "repair_photos": 600, "denoise_photos": 600, "sr2_photos": 600}
+  for name, config in configs.items():
+    assert config.train.num_steps == steps.get(name, 700), name
+    if name.endswith("_photos"):
+      assert config.data.path == str(tmp_path / "photo_crops.npz") and config.data.channels == 1
+      assert config.data.resolution == 32
+    else:
+      assert config.data.path == "/some/mnist"
+    if config.get("task") in image2image.TASKS and name != "sr4_feature":  # its classifier is set at training
+      image2image.validate(config, 1)
+  assert configs["denoise"].damage.kinds == configs["denoise_photos"].damage.kinds == "gaussian,salt_pepper"
+  assert configs["denoise_photos"].model.residual and configs["sr4"].model.scale == 4
+  assert configs["sr4_feature"].train.feature_weight == 0.25 and configs["sr4"].train.feature_weight == 0.0
+  assert configs["gan"].data.split == "train[:8000]"
+  only = applications.network_configs(_args(networks=["sr2"]), tmp_path)
+  assert list(only) == ["sr2"]
+
+
+def test_bad_network_names_and_steps_are_one_line_errors():
+  with pytest.raises(SystemExit, match="error: --networks has unknown name.*srx.*use any of classifier"):
+    applications.parse_networks("sr2,srx")
+  assert applications.parse_steps("sr2=10,gan=3") == {"sr2": 10, "gan": 3}
+  for bad in ("sr2=0", "sr2", "srx=5", "sr2=-1"):
+    with pytest.raises(SystemExit, match=f"error: --steps item '{bad}' is not NAME=N"):
+      applications.parse_steps(bad)
+
+
+def test_finished_workdir_is_reused_and_unfinished_resumes(tmp_path):
+  config = enhance_configs.get_config("smoke")
+  config.train.num_steps = 2
+  log = {}
+  applications.train("sr", config, tmp_path / "sr", log)
+  assert log["sr"]["steps"] == 2 and log["sr"]["resumed_from"] == 0 and "seconds" in log["sr"]
+  applications.train("sr", config, tmp_path / "sr", log)
+  assert log["sr"] == {"workdir": str(tmp_path / "sr"), "steps": 2, "reused": True}
+  config.train.num_steps = 4
+  applications.train("sr", config, tmp_path / "sr", log)
+  assert log["sr"]["resumed_from"] == 2 and applications.finished_step(tmp_path / "sr") == 4
+
+
+def test_photo_crops_are_deterministic_and_train_and_test_photos_disjoint(tmp_path):
+  assert not set(photo_crops.TRAIN) & set(photo_crops.TEST)
+  a = photo_crops.crops(photo_crops.TEST, 3, 32, seed=1)
+  assert a.shape == (12, 32, 32, 1) and a.dtype == np.uint8
+  np.testing.assert_array_equal(a, photo_crops.crops(photo_crops.TEST, 3, 32, seed=1))
+  assert photo_crops.write(tmp_path / "c.npz", size=16, per_photo=2) == 2 * len(photo_crops.TRAIN)
+  assert np.load(tmp_path / "c.npz")["images"].shape == (20, 16, 16, 1)

@@ -64,6 +64,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   loop.validate(config, num_devices, positive=("train.sample_every",))
   if config.data.channels not in (1, 3):
     raise UserError(f"config.data.channels={config.data.channels} must be 1 (grey) or 3 (RGB)")
+  t = config.train
   if t.get("feature_weight", 0.0) < 0:
     raise UserError(f"config.train.feature_weight={t.feature_weight} must be 0 (off) or positive")
   if t.get("feature_weight", 0.0) > 0 and not t.get("feature_workdir"):

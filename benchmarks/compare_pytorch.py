@@ -155,7 +155,6 @@ class JaxSide:
 
   def setup(self, preset, res, batch, features):
     import numpy as np
-    from ml_collections import config_flags  # noqa: F401  (configs import ml_collections)
     from aigc_jax import parallel, steps, train
     from configs import dcgan
 

@@ -26,7 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from aigc_jax import data, parallel, steps, train  # noqa: E402
 from configs import dcgan  # noqa: E402

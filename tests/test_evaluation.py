@@ -1,7 +1,6 @@
 """Sample-quality evaluation: extractors, metrics against cached real stats, the training hook, --mode=eval."""
 
 import json
-import subprocess
 
 import jax
 import numpy as np

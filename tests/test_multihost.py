@@ -26,7 +26,10 @@ from helpers import assert_trees_equal, smoke_config
 WORKER = ROOT / "tests" / "multihost_worker.py"
 PHASE_TIMEOUT_S = 480  # per group of concurrent workers; the slower group takes ~1-2 min on 2 busy cores.
 MODES = ("jit", "pmap")
-TOL = dict(rtol=1e-5, atol=1e-6)  # same global batches, same 4-way split: only reduction order may differ.
+# Same global batches, same 4-way split: only the order of the cross-device sums differs (gloo vs
+# in-process). Adam turns a gradient near zero's rounding into a relative change of its update, so
+# atol is a few % of one lr=2e-4 step; a real divergence (other batches, rng) moves weights by ~lr.
+TOL = dict(rtol=1e-5, atol=5e-6)
 STRIPPED_ENV = ("AIGC_COORDINATOR", "AIGC_NUM_PROCESSES", "AIGC_PROCESS_ID", "JAX_COORDINATOR_ADDRESS",
                 "JAX_NUM_CPU_DEVICES", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 

@@ -280,6 +280,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
+def restore_trained(workdir: str, key: str, config: ml_collections.ConfigDict | None = None):
+  """(config, state, step) of the classifier a `key` such as config.eval.classifier_workdir names.
+
+  The config saved with the latest checkpoint is used unless `config` is given; UserError, naming
+  `key`, when the workdir holds no finished checkpoint or a run of another task.
+  """
+  directory = files.path(workdir or "") / "checkpoints"
+  if not workdir or not directory.is_dir():
+    raise UserError(f"{key}='{workdir}' holds no classifier checkpoints; train one "
+                    "(python main.py --config configs/classifier.py:PRESET --workdir DIR) and pass that DIR")
+  ckpt = Checkpoints(directory, read_only=True)
+  step = ckpt.latest_step()
+  if step is None:
+    raise UserError(f"{key}='{workdir}' has no finished checkpoint in {directory}")
+  if config is None:
+    config = ml_collections.ConfigDict(ckpt.saved_config(step))
+  if config.get("task") != "classifier":
+    raise UserError(f"{key}='{workdir}' holds a '{config.get('task', 'gan')}' run, not a classifier; "
+                    "train one with configs/classifier.py")
+  return config, load_state(config, workdir), step
+
+
 def load_state(config, workdir) -> ClassifierState:
   """The latest checkpointed classifier of `workdir`, built for single-device use."""
   ckpt = Checkpoints(files.path(workdir) / "checkpoints", read_only=True)

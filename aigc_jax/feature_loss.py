@@ -7,13 +7,11 @@ the step as a constant part of the state, are never differentiated and never che
 the generator.
 """
 
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import struct
 
 from aigc_jax.errors import UserError
@@ -32,25 +30,12 @@ class FeatureNet(struct.PyTreeNode):
 def load(workdir: str, channels: int) -> FeatureNet:
   """The latest classifier checkpoint of `workdir`; UserError when there is none or it does not fit."""
   from aigc_jax import classify
-  from aigc_jax.checkpoint import Checkpoints
 
   key = "config.train.feature_workdir"
-  directory = Path(workdir or "").expanduser() / "checkpoints"
-  if not workdir or not directory.is_dir():
-    raise UserError(f"{key}='{workdir}' holds no classifier checkpoints; train one with "
-                    "python main.py --config configs/classifier.py:mnist --workdir DIR and pass that DIR")
-  ckpt = Checkpoints(directory, read_only=True)
-  step = ckpt.latest_step()
-  if step is None:
-    raise UserError(f"{key}='{workdir}' has no finished checkpoint in {directory}")
-  config = ml_collections.ConfigDict(ckpt.saved_config(step))
-  if config.get("task") != "classifier":
-    raise UserError(f"{key}='{workdir}' holds a '{config.get('task', 'gan')}' run, not a classifier; "
-                    "train one with configs/classifier.py")
+  config, state, _ = classify.restore_trained(workdir, key)
   if config.data.channels != channels:
     raise UserError(f"{key}='{workdir}' is a classifier of {config.data.channels}-channel images but the "
                     f"generator makes {channels}-channel ones; use a classifier trained on the same images")
-  state = classify.load_state(config, workdir)
   return FeatureNet(variables={"params": state.params, "batch_stats": state.batch_stats}, model=state.model,
                     resolution=int(config.data.resolution), channels=channels)
 

@@ -65,39 +65,29 @@ def load_mnist(path):
   return imgs[..., None].astype(np.float32) / 127.5 - 1.0, labels.astype(np.int64)
 
 
-def override(config, values: dict):
-  """Sets dotted keys as --config.a.b=v would."""
-  for key, value in values.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
-
-
 def network_configs(args, out_dir: Path) -> dict:
   """name -> the config that trains it, for the networks --networks names."""
-  from configs import classifier, dcgan, enhance, repair
+  from configs import classifier, dcgan, enhance, repair, with_overrides
 
   mnist = {"data.path": str(args.data)}
   photos = {"data.path": str(out_dir / "photo_crops.npz"), "data.channels": 1, "data.resolution": 32,
             "data.resize": False, "train.num_steps": args.photo_steps}
   i2i = {**mnist, "train.num_steps": args.train_steps}
   configs = {
-      "classifier": override(classifier.get_config("mnist"), {**mnist, "train.num_steps": args.classifier_steps}),
-      "repair": override(repair.get_config("mnist"), i2i),
-      "denoise": override(repair.get_config("mnist_denoise"), i2i),
-      "sr2": override(enhance.get_config("mnist_x2"), i2i),
-      "sr4": override(enhance.get_config("mnist_x4"), i2i),
-      "sr4_feature": override(enhance.get_config("mnist_x4"), {
+      "classifier": with_overrides(classifier.get_config("mnist"), **mnist,
+                                   **{"train.num_steps": args.classifier_steps}),
+      "repair": with_overrides(repair.get_config("mnist"), **i2i),
+      "denoise": with_overrides(repair.get_config("mnist_denoise"), **i2i),
+      "sr2": with_overrides(enhance.get_config("mnist_x2"), **i2i),
+      "sr4": with_overrides(enhance.get_config("mnist_x4"), **i2i),
+      "sr4_feature": with_overrides(enhance.get_config("mnist_x4"), **{
           **i2i, "train.feature_weight": args.feature_weight, "train.feature_workdir": ""}),
-      "gan": override(dcgan.get_config("files"), {
+      "gan": with_overrides(dcgan.get_config("files"), **{
           **mnist, "data.split": "train[:8000]", "model.g_features": 32, "model.d_features": 32,
           "train.num_steps": args.gan_steps, "train.sample_every": max(args.gan_steps // 4, 1)}),
-      "repair_photos": override(repair.get_config("files"), photos),
-      "denoise_photos": override(repair.get_config("files"), {**photos, "damage.kinds": repair.NOISE}),
-      "sr2_photos": override(enhance.get_config("files_x2"), photos),
+      "repair_photos": with_overrides(repair.get_config("files"), **photos),
+      "denoise_photos": with_overrides(repair.get_config("files"), **{**photos, "damage.kinds": repair.NOISE}),
+      "sr2_photos": with_overrides(enhance.get_config("files_x2"), **photos),
   }
   configs["denoise_photos"].model.residual = True  # as configs/repair.py:mnist_denoise
   for name, steps in args.steps.items():

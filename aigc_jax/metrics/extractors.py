@@ -40,23 +40,9 @@ class ClassifierExtractor:
   """
 
   def __init__(self, workdir: str, batch_size: int = 500, config: ml_collections.ConfigDict | None = None):
-    from aigc_jax import classify, files
-    from aigc_jax.checkpoint import Checkpoints
+    from aigc_jax import classify
 
-    directory = files.path(workdir) / "checkpoints"
-    if not workdir or not directory.is_dir():
-      raise UserError(f"config.eval.classifier_workdir='{workdir}' holds no classifier checkpoints; train one "
-                      "(python main.py --config configs/classifier.py:PRESET --workdir DIR) and pass that DIR")
-    ckpt = Checkpoints(directory, read_only=True)
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f"config.eval.classifier_workdir='{workdir}' has no finished checkpoint in {directory}")
-    if config is None:
-      config = ml_collections.ConfigDict(ckpt.saved_config(step))
-    if config.get("task") != "classifier":
-      raise UserError(f"config.eval.classifier_workdir='{workdir}' holds a '{config.get('task')}' run, not a "
-                      "classifier; train one with configs/classifier.py")
-    state = classify.load_state(config, workdir)
+    config, state, step = classify.restore_trained(workdir, "config.eval.classifier_workdir", config)
     self.model = state.model
     self.variables = {"params": state.params, "batch_stats": state.batch_stats}
     self.image_shape = (config.data.resolution, config.data.resolution, config.data.channels)

@@ -10,7 +10,6 @@ ms/step of each and the speed-up. The last line is JSON.
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,6 +19,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from aigc_jax import parallel, steps, train  # noqa: E402
+from benchmarks.timing import alternate, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
@@ -34,9 +34,7 @@ def main(_):
   config.train.batch_size = FLAGS.batch_size
   res, channels = config.data.resolution, config.data.channels
   dp = parallel.DataParallel(config.train.parallel, devices=jax.devices()[:1])
-  rng = np.random.default_rng(0)
-  batch = dp.put_batch({"image": rng.uniform(-1, 1, (FLAGS.batch_size, res, res, channels)).astype(np.float32),
-                        "label": np.zeros(FLAGS.batch_size, np.int32)})
+  batch = synthetic_batch(dp, config, FLAGS.batch_size)
   runs = {}
   for impl in FLAGS.impls:
     config.model.downconv_impl = impl
@@ -45,14 +43,7 @@ def main(_):
     jax.block_until_ready(step(state, batch))
     runs[impl] = (step, state)
   n = FLAGS.steps or (3 if res <= 32 else 1)
-  times = {impl: [] for impl in runs}
-  for _ in range(FLAGS.rounds):
-    for impl, (step, state) in runs.items():
-      t0 = time.perf_counter()
-      for _ in range(n):
-        out = step(state, batch)
-      jax.block_until_ready(out)
-      times[impl].append((time.perf_counter() - t0) / n)
+  times = alternate({impl: (step, (state, batch)) for impl, (step, state) in runs.items()}, FLAGS.rounds, n)
   ms = {impl: 1e3 * float(np.median(t)) for impl, t in times.items()}
   base = FLAGS.impls[0]
   for impl in runs:

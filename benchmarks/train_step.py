@@ -14,11 +14,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from aigc_jax import parallel, steps, train  # noqa: E402
+from benchmarks.timing import synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
@@ -35,10 +35,7 @@ def main(_):
   train.validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
   state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
-  shape = (batch_size, config.data.resolution, config.data.resolution, config.data.channels)
-  rng = np.random.default_rng(0)
-  batch = dp.put_batch({"image": rng.uniform(-1, 1, shape).astype(np.float32),
-                        "label": np.zeros(batch_size, np.int32)})
+  batch = synthetic_batch(dp, config, batch_size)
 
   step = dp.step(steps.train_step, loss=config.train.loss)
   t0 = time.perf_counter()
@@ -63,7 +60,7 @@ def main(_):
   result = {
       "config": FLAGS["config"].config_filename if hasattr(FLAGS["config"], "config_filename") else "",
       "backend": jax.default_backend(), "devices": jax.device_count(), "parallel": dp.mode,
-      "batch_size": batch_size, "image_shape": list(shape[1:]), "upconv_impl": config.model.upconv_impl,
+      "batch_size": batch_size, "image_shape": list(batch["image"].shape[-3:]), "upconv_impl": config.model.upconv_impl,
       "compile_s": round(compile_s, 3), "steps_per_s": round(steps_per_s, 3),
       "images_per_s": round(steps_per_s * batch_size, 1), "flops_per_step": flops,
       "gflops_per_s": round(flops * steps_per_s / 1e9, 2),

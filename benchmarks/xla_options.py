@@ -25,6 +25,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from aigc_jax import parallel, steps, train  # noqa: E402
+from benchmarks.timing import alternate, synthetic_batch  # noqa: E402
 
 OPTION_SETS = {
   "default": {},
@@ -49,11 +50,9 @@ def main(_):
     raise SystemExit(f"error: unknown option set(s) {unknown}; use some of {list(OPTION_SETS)}")
   config = FLAGS.config
   config.train.batch_size = FLAGS.batch_size
-  res, channels = config.data.resolution, config.data.channels
+  res = config.data.resolution
   dp = parallel.DataParallel(config.train.parallel, devices=jax.devices()[:1])
-  rng = np.random.default_rng(0)
-  batch = dp.put_batch({"image": rng.uniform(-1, 1, (FLAGS.batch_size, res, res, channels)).astype(np.float32),
-                        "label": np.zeros(FLAGS.batch_size, np.int32)})
+  batch = synthetic_batch(dp, config, FLAGS.batch_size)
   state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
   lowered = dp.step(steps.train_step, loss=config.train.loss, donate=False).lower(state, batch)
   runs, compile_s, first = {}, {}, {}
@@ -67,14 +66,7 @@ def main(_):
     compile_s[name] = time.perf_counter() - t0
     first[name] = jax.device_get(runs[name](state, batch)[1])
   n = FLAGS.steps or (2 if res <= 32 else 1)
-  times = {name: [] for name in runs}
-  for _ in range(FLAGS.rounds):
-    for name, step in runs.items():
-      t0 = time.perf_counter()
-      for _ in range(n):
-        out = step(state, batch)
-      jax.block_until_ready(out)
-      times[name].append((time.perf_counter() - t0) / n)
+  times = alternate({name: (step, (state, batch)) for name, step in runs.items()}, FLAGS.rounds, n)
   ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
   base = next(iter(ms))
   diff = {name: max(float(np.max(np.abs(np.asarray(first[name][k]) - np.asarray(first[base][k]))))

@@ -14,7 +14,7 @@ Low-resolution inputs are made by area (box) downscaling of the clean images; a 
 upscales images of any size (`--mode=enhance`), in overlapping tiles when they are large.
 """
 
-from configs.repair import base, smoke
+from configs.repair import base, files, smoke
 
 PRESETS = ("mnist_x2", "mnist_x4", "files_x2", "files_x4", "smoke")
 
@@ -25,11 +25,7 @@ def get_config(preset: str = "mnist_x2"):
   config = base("enhance")
   config.model.scale = 4 if preset.endswith("x4") else 2
   if preset.startswith("files"):
-    config.data.resolution = 64
-    config.data.channels = 3
-    config.data.resize = True
-    config.data.split = "train"
-    config.data.test_split = ""
+    files(config)
   elif preset == "smoke":
     smoke(config)
   return config

@@ -62,6 +62,17 @@ def base(task: str):
   return config
 
 
+def files(config):
+  """Your own images (--config.data.path=DIR_OR_FILE), RGB 64x64, all of them for training."""
+  config.data.path = ""
+  config.data.resolution = 64
+  config.data.channels = 3
+  config.data.resize = True
+  config.data.split = "train"
+  config.data.test_split = ""
+  return config
+
+
 def smoke(config):
   config.data.source = "digits"
   config.data.resolution = 32 if config.task == "repair" else 16
@@ -94,12 +105,7 @@ def get_config(preset: str = "mnist"):
     config.data.split = "train[:1500]"
     config.data.test_split = "train[1500:]"
   elif preset == "files":
-    config.data.path = ""
-    config.data.resolution = 64
-    config.data.channels = 3
-    config.data.resize = True
-    config.data.split = "train"
-    config.data.test_split = ""
+    files(config)
   elif preset == "smoke":
     smoke(config)
   return config

@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 import jax  # noqa: E402
 
 from aigc_jax import data, parallel, steps, train  # noqa: E402
+from benchmarks.timing import seconds_per_step  # noqa: E402
 from configs import dcgan  # noqa: E402
 
 SOURCES = ("digits", "files", "tfds_mock")
@@ -81,14 +82,8 @@ def measure(source_name, args):
     state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
     step = dp.step(steps.train_step, loss=config.train.loss)
     fixed = dp.put_batch(next(host_batches(config, source)))
-    for _ in range(3):
-      state, metrics = step(state, fixed)
-    jax.block_until_ready(metrics)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-      state, metrics = step(state, fixed)
-    jax.block_until_ready(metrics)
-    step_ips = args.steps * bs / (time.perf_counter() - t0)
+    state, seconds = seconds_per_step(step, state, fixed, 3, args.steps)
+    step_ips = bs / seconds
 
     batches = parallel.prefetch(host_batches(config, source), dp.put_batch)
     state, metrics = step(state, next(batches))

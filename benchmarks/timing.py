@@ -29,3 +29,15 @@ def alternate(runs: dict, rounds: int, steps_per_round: int) -> dict:
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - t0) / steps_per_round)
   return times
+
+
+def seconds_per_step(step, state, batch, warmup: int, steps: int):
+  """(state, seconds per step) after `warmup` untimed and `steps` timed calls of `step(state, batch)`."""
+  for _ in range(warmup):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  t0 = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, batch)
+  jax.block_until_ready(metrics)
+  return state, (time.perf_counter() - t0) / steps

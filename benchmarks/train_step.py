@@ -18,7 +18,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from aigc_jax import parallel, steps, train  # noqa: E402
-from benchmarks.timing import synthetic_batch  # noqa: E402
+from benchmarks.timing import seconds_per_step, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
@@ -47,16 +47,8 @@ def main(_):
   if dp.mode == "pmap":  # pmap reports one device's program.
     flops *= dp.num_devices
 
-  for _ in range(FLAGS.warmup):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, metrics = compiled(state, batch)
-  jax.block_until_ready(metrics)
-  elapsed = time.perf_counter() - t0
-
-  steps_per_s = FLAGS.steps / elapsed
+  _, seconds = seconds_per_step(compiled, state, batch, FLAGS.warmup, FLAGS.steps)
+  steps_per_s = 1.0 / seconds
   result = {
       "config": FLAGS["config"].config_filename if hasattr(FLAGS["config"], "config_filename") else "",
       "backend": jax.default_backend(), "devices": jax.device_count(), "parallel": dp.mode,

@@ -141,4 +141,7 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
+  from aigc_jax import host_memory
+
+  host_memory.reexec()  # first: glibc reads its huge-page tunable at process start.
   app.run(main, flags_parser=parse_flags)

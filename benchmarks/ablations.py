@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import jax  # noqa: E402
 
-from aigc_jax import images, metrics, sample, steps, train  # noqa: E402
+from aigc_jax import host_memory, images, metrics, sample, steps, train  # noqa: E402
 from aigc_jax.data import sources  # noqa: E402
 from configs import biggan, dcgan, sngan, with_overrides  # noqa: E402
 
@@ -138,4 +138,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   main()

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aigc_jax import damage, images  # noqa: E402
+from aigc_jax import damage, host_memory, images  # noqa: E402
 from aigc_jax.metrics import image_quality  # noqa: E402
 
 MASKS = ("center", "boxes", "strokes", "pixels")
@@ -488,4 +488,5 @@ def table(rows):
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   main()

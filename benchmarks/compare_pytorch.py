@@ -8,7 +8,10 @@ train mode, D's parameters frozen during the G update), on synthetic images, in 
 not a project dependency: it runs in a subprocess started with --torch_python (default: this
 interpreter) and is driven over a pipe, so the two sides alternate in short rounds (JAX round,
 torch round, ...) and machine noise hits both alike; the reported times are medians over rounds.
-Both use the same number of threads (--threads, default: the CPUs this process may use).
+Both use the same number of threads (--threads, default: the CPUs this process may use). Like
+main.py, the script restarts itself with glibc malloc tunables that keep XLA:CPU's buffers mapped
+(aigc_jax/host_memory.py; AIGC_HUGEPAGES=off to not); the torch side inherits them unless
+--torch_malloc default.
 The last line is one JSON object with every number.
 """
 
@@ -32,6 +35,8 @@ def parse_args(argv=None):
   p.add_argument("--rounds", type=int, default=7, help="Alternating timing rounds per side.")
   p.add_argument("--steps", type=int, default=0, help="Steps per round (default: 5 at 32x32, 2 at 64x64).")
   p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+  p.add_argument("--torch_malloc", choices=["same", "default"], default="same",
+                 help="'same': torch runs with this process's GLIBC_TUNABLES; 'default': without glibc.malloc.* tunables.")
   p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
   return p.parse_args(argv)
 
@@ -120,9 +125,16 @@ def torch_worker(args):
 
 
 class TorchSide:
-  def __init__(self, python, threads):
+  def __init__(self, python, threads, malloc="same"):
+    from aigc_jax import host_memory
+
     cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--threads", str(threads)]
-    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    env = dict(os.environ)
+    if malloc == "default":
+      tunables = [t for t in env.get(host_memory.TUNABLES, "").split(":") if t and not t.startswith("glibc.malloc.")]
+      env[host_memory.TUNABLES] = ":".join(tunables)
+    self.malloc_tuned = host_memory.enabled(env)
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     self.info = self._read()
 
   def _read(self):
@@ -185,12 +197,15 @@ def median(xs):
 
 
 def main(args):
-  torch_side = TorchSide(args.torch_python, args.threads)
+  from aigc_jax import host_memory
+
+  torch_side = TorchSide(args.torch_python, args.threads, args.torch_malloc)
   jax_side = JaxSide(args.threads)
   jax = jax_side.jax
+  malloc_tuned = {"jax": host_memory.enabled(), "torch": torch_side.malloc_tuned}
   print(f"jax {jax.__version__} ({jax.default_backend()}) vs torch {torch_side.info['torch']} eager, "
         f"{args.threads} threads each, batch {args.batch_size}, features {args.features}, float32; "
-        f"median over {args.rounds} alternating rounds", flush=True)
+        f"median over {args.rounds} alternating rounds; malloc tunables {malloc_tuned}", flush=True)
   rows = []
   for res_key in args.resolutions:
     preset, res = SETTINGS[res_key]
@@ -214,7 +229,7 @@ def main(args):
           f"{row['speed_ratio_jax_over_torch']:.2f}", flush=True)
   torch_side.close()
   print(json.dumps(dict(benchmark="compare_pytorch", jax=jax.__version__, torch=torch_side.info["torch"],
-                        threads=args.threads, cpus=os.cpu_count(), rows=rows)))
+                        threads=args.threads, cpus=os.cpu_count(), malloc_tuned=malloc_tuned, rows=rows)))
 
 
 if __name__ == "__main__":
@@ -222,4 +237,8 @@ if __name__ == "__main__":
   if _args.worker == "torch":
     torch_worker(_args)
   else:
+    sys.path.insert(0, ROOT)
+    from aigc_jax import host_memory
+
+    host_memory.reexec()
     main(_args)

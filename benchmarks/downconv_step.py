@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aigc_jax import parallel, steps, train  # noqa: E402
+from aigc_jax import host_memory, parallel, steps, train  # noqa: E402
 from benchmarks.timing import alternate, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -55,4 +55,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   app.run(main)

@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 
-from aigc_jax import data, parallel, steps, train  # noqa: E402
+from aigc_jax import data, host_memory, parallel, steps, train  # noqa: E402
 from benchmarks.timing import seconds_per_step  # noqa: E402
 from configs import dcgan  # noqa: E402
 
@@ -122,4 +122,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   main()

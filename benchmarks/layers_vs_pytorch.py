@@ -125,4 +125,8 @@ def main():
 
 
 if __name__ == "__main__":
+  sys.path.insert(0, ROOT)
+  from aigc_jax import host_memory
+
+  host_memory.reexec()
   main()

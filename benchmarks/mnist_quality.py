@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from aigc_jax import sample, steps, train  # noqa: E402
+from aigc_jax import host_memory, sample, steps, train  # noqa: E402
 from aigc_jax.errors import UserError  # noqa: E402
 from configs import dcgan, sngan, with_overrides  # noqa: E402
 
@@ -254,4 +254,5 @@ def run(args):
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   main()

@@ -4,6 +4,7 @@ Alternating rounds (contender A, B, ..., then A, B, ... again) let load from oth
 every contender alike; medians over rounds are then comparable on a busy machine.
 """
 
+import resource
 import time
 
 import jax
@@ -31,13 +32,22 @@ def alternate(runs: dict, rounds: int, steps_per_round: int) -> dict:
   return times
 
 
-def seconds_per_step(step, state, batch, warmup: int, steps: int):
-  """(state, seconds per step) after `warmup` untimed and `steps` timed calls of `step(state, batch)`."""
+def minor_page_faults() -> int:
+  """This process's minor page faults so far: memory the kernel had to map in (see aigc_jax.host_memory)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def seconds_per_step(step, state, batch, warmup: int, steps: int, faults: dict | None = None):
+  """(state, seconds per step) after `warmup` untimed and `steps` timed calls of `step(state, batch)`;
+  `faults`, if given, receives 'per_step': the minor page faults per timed step."""
   for _ in range(warmup):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
-  t0 = time.perf_counter()
+  f0, t0 = minor_page_faults(), time.perf_counter()
   for _ in range(steps):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
-  return state, (time.perf_counter() - t0) / steps
+  seconds = (time.perf_counter() - t0) / steps
+  if faults is not None:
+    faults["per_step"] = (minor_page_faults() - f0) / steps
+  return state, seconds

@@ -17,7 +17,7 @@ import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aigc_jax import parallel, steps, train  # noqa: E402
+from aigc_jax import host_memory, parallel, steps, train  # noqa: E402
 from benchmarks.timing import seconds_per_step, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,8 @@ def main(_):
   if dp.mode == "pmap":  # pmap reports one device's program.
     flops *= dp.num_devices
 
-  _, seconds = seconds_per_step(compiled, state, batch, FLAGS.warmup, FLAGS.steps)
+  faults = {}
+  _, seconds = seconds_per_step(compiled, state, batch, FLAGS.warmup, FLAGS.steps, faults)
   steps_per_s = 1.0 / seconds
   result = {
       "config": FLAGS["config"].config_filename if hasattr(FLAGS["config"], "config_filename") else "",
@@ -56,11 +57,15 @@ def main(_):
       "compile_s": round(compile_s, 3), "steps_per_s": round(steps_per_s, 3),
       "images_per_s": round(steps_per_s * batch_size, 1), "flops_per_step": flops,
       "gflops_per_s": round(flops * steps_per_s / 1e9, 2),
+      "page_faults_per_step": round(faults["per_step"]), "malloc_tuned": host_memory.enabled(),
+      "huge_pages": host_memory.huge_pages(),
   }
   print(f"compile {compile_s:.2f} s | {steps_per_s:.2f} steps/s | {result['images_per_s']:.0f} images/s | "
-        f"{flops / 1e9:.2f} GFLOP/step | {result['gflops_per_s']:.1f} GFLOP/s")
+        f"{flops / 1e9:.2f} GFLOP/step | {result['gflops_per_s']:.1f} GFLOP/s | "
+        f"{faults['per_step']:.0f} page faults/step (malloc tunables {'on' if result['malloc_tuned'] else 'off'})")
   print(json.dumps(result))
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   app.run(main)

@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from aigc_jax import host_memory  # noqa: E402
 from aigc_jax.models.layers import FORWARDS, upconv  # noqa: E402
 
 IMPLS = ("xla", "fast")
@@ -161,4 +162,5 @@ def main():
 
 
 if __name__ == "__main__":
+  host_memory.reexec()
   main()

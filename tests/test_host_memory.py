@@ -1,0 +1,93 @@
+"""malloc tunables for XLA:CPU's buffers: when the restart happens, what it passes on, and how to opt out."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aigc_jax import host_memory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+  f = tmp_path / "enabled"
+  f.write_text("always [madvise] never\n")
+  assert host_memory.thp_mode(str(f)) == "madvise"
+  f.write_text("[always] madvise never\n")
+  assert host_memory.thp_mode(str(f)) == "always"
+  f.write_text("garbage\n")
+  assert host_memory.thp_mode(str(f)) is None
+  assert host_memory.thp_mode(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("environ, glibc, want", [
+  ({}, (2, 36), True),
+  ({}, (2, 26), True),
+  ({}, (2, 25), False),  # no malloc tunables
+  ({}, None, False),  # musl, or not Linux
+  ({"AIGC_HUGEPAGES": "off"}, (2, 36), False),
+  ({"AIGC_HUGEPAGES": "0"}, (2, 36), False),
+  ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, (2, 36), False),  # the user's own malloc settings stand
+  ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, (2, 36), False),
+  ({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, (2, 36), True),
+])
+def test_wanted(monkeypatch, environ, glibc, want):
+  monkeypatch.setattr(host_memory.sys, "platform", "linux")
+  assert host_memory.wanted(environ, glibc=glibc) is want
+
+
+def test_not_wanted_off_linux(monkeypatch):
+  monkeypatch.setattr(host_memory.sys, "platform", "darwin")
+  assert not host_memory.wanted({}, glibc=(2, 36))
+
+
+def test_environ_with_tunables_keeps_other_tunables_and_adds_huge_pages_where_supported():
+  env = host_memory.environ_with_tunables({"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "X": "1"}, (2, 36), "madvise")
+  assert env["X"] == "1"
+  assert env["GLIBC_TUNABLES"].startswith("glibc.pthread.rseq=0:")
+  assert host_memory.enabled(env) and host_memory.huge_pages(env)
+  for glibc, mode in [((2, 34), "madvise"), ((2, 36), "never"), ((2, 36), None)]:
+    env = host_memory.environ_with_tunables({}, glibc, mode)
+    assert host_memory.enabled(env) and not host_memory.huge_pages(env)
+  assert not host_memory.enabled({}) and not host_memory.huge_pages({})
+
+
+SCRIPT = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+from aigc_jax import host_memory
+print("started", flush=True)
+host_memory.reexec()
+print(json.dumps({{"argv": sys.argv, "tunables": os.environ.get("GLIBC_TUNABLES"), "enabled": host_memory.enabled(),
+                  "huge_pages": host_memory.huge_pages()}}))
+"""
+
+
+def run_script(tmp_path, **env_overrides):
+  script = tmp_path / "probe.py"
+  script.write_text(SCRIPT.format(root=ROOT))
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "AIGC_HUGEPAGES")}
+  env.update(env_overrides)
+  out = subprocess.run([sys.executable, str(script), "--flag", "a b"], env=env, capture_output=True, text=True,
+                       timeout=60, check=True).stdout.splitlines()
+  return out[:-1], json.loads(out[-1])
+
+
+@pytest.mark.skipif(not host_memory.wanted({}), reason="not Linux with glibc >= 2.26")
+def test_reexec_restarts_once_with_the_same_arguments(tmp_path):
+  lines, got = run_script(tmp_path)
+  assert lines == ["started", "started"]  # the original process, then the restarted one
+  assert got["argv"][1:] == ["--flag", "a b"]
+  assert got["enabled"]
+  supported = host_memory.glibc_version() >= (2, 35) and host_memory.thp_mode() in ("always", "madvise")
+  assert got["huge_pages"] == supported
+
+
+def test_reexec_opt_out_and_already_set(tmp_path):
+  lines, got = run_script(tmp_path, AIGC_HUGEPAGES="off")
+  assert lines == ["started"] and got["tunables"] is None and not got["enabled"]
+  lines, got = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
+  assert lines == ["started"] and got["tunables"] == "glibc.malloc.hugetlb=0" and not got["huge_pages"]

@@ -29,13 +29,13 @@ def reference(features, use_bias=False, **kw):
   )
 
 
-def functional(kernel_grad, forward):
-  """UpConv's computation with the kernel-gradient and forward formulations forced."""
+def functional(kernel_grad, forward, input_grad=None):
+  """UpConv's computation with the kernel-gradient, forward and input-gradient formulations forced."""
 
   def apply(variables, x):
     p = variables["params"]
     x, kernel, bias = promote_dtype(x, p["kernel"], p.get("bias"))
-    y = layers.upconv(x, kernel, impl="fast", kernel_grad=kernel_grad, forward=forward)
+    y = layers.upconv(x, kernel, impl="fast", kernel_grad=kernel_grad, forward=forward, input_grad=input_grad)
     return y if bias is None else y + bias
 
   return apply
@@ -76,6 +76,7 @@ def check_against_reference(shape, features, use_bias=False, dtype=np.float32, t
   def run(params, x, cot):
     want = value_and_vjp(reference(features, use_bias), params, x, cot)
     candidates = {f"{kg}/{fw}": functional(kg, fw) for kg in layers.KERNEL_GRADS for fw in layers.FORWARDS}
+    candidates.update({f"input_grad={ig}": functional("im2col", "phase", ig) for ig in layers.DOWNCONV_FORMS})
     candidates["module"] = UpConv(features, use_bias=use_bias, impl="fast")
     got = {name: value_and_vjp(f, params, x, cot) for name, f in candidates.items()}
     return want, got
@@ -166,6 +167,8 @@ def test_rejects_unknown_options():
     layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), kernel_grad="fft")
   with pytest.raises(ValueError, match="forward"):
     layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), forward="fft")
+  with pytest.raises(ValueError, match="input_grad"):
+    layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), input_grad="fft")
 
 
 def test_auto_forward_per_input_size():
@@ -204,17 +207,20 @@ def test_jvp_and_second_order():
   k = params["kernel"]
   tangents = (jnp.ones_like(x), jnp.ones_like(k))
   f_ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME")
-  f_fast = lambda x, k: layers.upconv(x, k, impl="fast")
+  fns = [lambda x, k: layers.upconv(x, k, impl="fast")]
+  fns += [lambda x, k, ig=ig, kg=kg: layers.upconv(x, k, impl="fast", input_grad=ig, kernel_grad=kg)
+          for ig, kg in zip(layers.DOWNCONV_FORMS, layers.KERNEL_GRADS * 2)]
 
   def grad_norm(f):
     return jax.grad(lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, k) ** 2))(x) ** 2))
 
   @jax.jit
   def run(x, k):
-    return [(jax.jvp(f, (x, k), tangents)[1], grad_norm(f)(k)) for f in (f_ref, f_fast)]
+    return [(jax.jvp(f, (x, k), tangents)[1], grad_norm(f)(k)) for f in [f_ref] + fns]
 
-  want, got = run(x, k)
-  assert_trees_close(got, want, **TOL)
+  want, *got = run(x, k)
+  for result in got:
+    assert_trees_close(result, want, **TOL)
 
 
 def test_pmap():
@@ -238,6 +244,8 @@ DOWN_FORMS = [(f,) * 3 for f in layers.DOWNCONV_FORMS] + [
   ("xla", "s2d_matmul", "xla"),
   ("s2d_conv", "xla", "s2d_matmul"),
   ("s2d_matmul", "s2d_conv", "xla"),
+  ("xla", "s2d_conv", "im2col"),
+  ("im2col", "s2d_matmul", "xla"),
 ]
 
 
@@ -352,8 +360,10 @@ def test_downconv_auto_picks_per_shape():
   """Each formulation is chosen for some DCGAN layer on CPU, and plain XLA elsewhere."""
   forms = layers._fast_downconv_forms
   assert forms((64, 8, 8, 256)) == ("s2d_matmul",) * 3
-  assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "xla")
-  assert forms((64, 8, 8, 128)) == ("xla",) * 3
+  assert forms((64, 32, 32, 3)) == ("s2d_conv", "xla", "xla")
+  assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "im2col")
+  assert forms((64, 16, 16, 64)) == ("xla", "s2d_matmul", "xla")
+  assert forms((64, 8, 8, 128)) == ("im2col", "s2d_matmul", "xla")
   x, k = jnp.ones((1, 2, 2, 256)), jnp.ones((4, 4, 256, 2))
   assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="xla"))(x, k))
   assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))

@@ -24,7 +24,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 IMPLS = ("auto", "fast", "xla")
-KERNEL_GRADS = ("matmul", "conv")
+KERNEL_GRADS = ("im2col", "matmul", "conv")
 FORWARDS = ("xla", "phase")
 
 # Below this many output features the per-tap matmuls are too thin to keep the
@@ -127,27 +127,68 @@ def _phase_shift_conv(x, kernel, precision):
   return _interleave(y)
 
 
-_KERNEL_TANGENTS = {"matmul": _phase_matmuls, "conv": _phase_conv}
+def _im2col_matmul(patches, kernel, precision):
+  """``patches @ kernel`` for (pixels, K) patches and a (K, out) kernel, written so that its
+  transpose in the kernel, the kernel gradient, is ``(dy^T @ patches)^T``: XLA:CPU runs that
+  (out, K)-shaped product about 2.3x faster than the (K, out) one it otherwise picks, and the
+  barrier keeps its algebraic simplifier from folding the small transpose back into the dot."""
+  return jnp.einsum("ok,mk->mo", lax.optimization_barrier(kernel.T), patches, precision=precision)
+
+
+def _phase_im2col(x, kernel, precision):
+  """Per output phase, the four taps' shifted inputs side by side as (pixels, 4 in) patches, then
+  one matmul with that phase's (4 in, out) kernel taps (see :func:`_im2col_matmul`)."""
+  n, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  out_dtype = jnp.result_type(x, kernel)
+  compute_dtype = jnp.promote_types(out_dtype, jnp.float32)
+  x, kernel = x.astype(compute_dtype), kernel.astype(compute_dtype)
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+  def phase(a, b):
+    patches = jnp.concatenate(
+      [xp[:, a + dy : a + dy + h, b + dx : b + dx + w] for dy in range(2) for dx in range(2)], axis=-1)
+    y = _im2col_matmul(patches.reshape(n * h * w, 4 * cin), kernel[a::2, b::2].reshape(4 * cin, cout), precision)
+    return y.reshape(n, h, w, cout)
+
+  y = jnp.stack([jnp.stack([phase(a, b) for b in range(2)], 3) for a in range(2)], 3)
+  return _interleave(y).astype(out_dtype)
+
+
+_KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv}
 _FORWARDS = {"xla": lambda x, kernel, precision: _conv_transpose(x, kernel, (2, 2), precision),
              "phase": _phase_shift_conv}
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _upconv_fast(x, kernel, precision, kernel_grad, forward):
+def _input_tangent(x_dot, kernel, precision, form):
+  """``conv_transpose(x_dot, kernel)`` written as the transpose of a DownConv form, so that its own
+  transpose, UpConv's input gradient, is that form: the input gradient of a 4x4 / stride-2 'SAME'
+  transposed convolution is the strided convolution of the output gradient with the kernel flipped
+  in space and its in/out axes swapped."""
+  if form == "xla":
+    return _conv_transpose(x_dot, kernel, (2, 2), precision)
+  n, h, w, _ = x_dot.shape
+  flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+  out = jax.ShapeDtypeStruct((n, 2 * h, 2 * w, kernel.shape[-1]), jnp.result_type(x_dot, kernel))
+  return jax.linear_transpose(lambda dy: _DOWNCONV[form](dy, flipped, precision), out)(x_dot)[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _upconv_fast(x, kernel, precision, kernel_grad, forward, input_grad):
   return _FORWARDS[forward](x, kernel, precision)
 
 
 @functools.partial(_upconv_fast.defjvp, symbolic_zeros=True)
-def _upconv_fast_jvp(precision, kernel_grad, forward, primals, tangents):
-  """The input tangent stays on ``conv_transpose``, whose transpose (the input
-  gradient, a strided convolution) is fast on CPU; the forward value and the
-  kernel tangent, whose transpose is the slow op, take their own forms."""
+def _upconv_fast_jvp(precision, kernel_grad, forward, input_grad, primals, tangents):
+  """Each tangent is linear in its argument and takes the form whose transpose is fast on CPU: the
+  input tangent that of a DownConv form (the input gradient is a strided convolution), the kernel
+  tangent per-phase matmuls or a stride-1 convolution (XLA's own kernel gradient is the slow op)."""
   x, kernel = primals
   x_dot, kernel_dot = tangents
   y = _FORWARDS[forward](x, kernel, precision)
   terms = []
   if not isinstance(x_dot, SymbolicZero):
-    terms.append(_conv_transpose(x_dot, kernel, (2, 2), precision))
+    terms.append(_input_tangent(x_dot, kernel, precision, input_grad))
   if not isinstance(kernel_dot, SymbolicZero):
     # Remat keeps x as the only residual instead of its shifted copies.
     tangent = jax.checkpoint(_KERNEL_TANGENTS[kernel_grad], static_argnums=(2,))
@@ -173,25 +214,31 @@ def upconv(
   precision: Any = None,
   kernel_grad: str | None = None,
   forward: str | None = None,
+  input_grad: str | None = None,
 ) -> jax.Array:
   """``lax.conv_transpose(x, kernel, strides, 'SAME')`` on NHWC / HWIO.
 
   The fast path covers the 4x4 / stride-2 up-sampling case; other kernel
   sizes and strides use XLA's op, so the result is always correct.
-  ``kernel_grad`` ('matmul' or 'conv') and ``forward`` ('xla' or 'phase')
-  override the per-shape choices of formulation, for benchmarks and tests.
+  ``kernel_grad`` (one of :data:`KERNEL_GRADS`), ``forward`` ('xla' or 'phase') and ``input_grad``
+  (one of :data:`DOWNCONV_FORMS`) override the per-shape choices of formulation, for benchmarks
+  and tests.
   """
   if kernel_grad is not None and kernel_grad not in KERNEL_GRADS:
     raise ValueError(f"kernel_grad must be one of {KERNEL_GRADS}, got {kernel_grad!r}")
   if forward is not None and forward not in FORWARDS:
     raise ValueError(f"forward must be one of {FORWARDS}, got {forward!r}")
+  if input_grad is not None and input_grad not in DOWNCONV_FORMS:
+    raise ValueError(f"input_grad must be one of {DOWNCONV_FORMS}, got {input_grad!r}")
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
-      kernel_grad = "matmul" if kernel.shape[-1] >= _MATMUL_MIN_FEATURES else "conv"
+      kernel_grad = "im2col" if kernel.shape[-1] >= _MATMUL_MIN_FEATURES else "conv"
     if forward is None:
       forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
-    return _upconv_fast(x, kernel, precision, kernel_grad, forward)
+    if input_grad is None:  # DownConv's fastest forward form on the output gradient's shape.
+      input_grad = _fast_downconv_forms(x.shape[:-3] + (2 * x.shape[-3], 2 * x.shape[-2], kernel.shape[-1]))[0]
+    return _upconv_fast(x, kernel, precision, kernel_grad, forward, input_grad)
   return _conv_transpose(x, kernel, strides, precision)
 
 
@@ -256,7 +303,7 @@ class UpConv(nn.Module):
 #   k2[qy, qx, (ry, rx, c), o] = kernel[2 qy + ry, 2 qx + rx, c, o].
 # Its transposes are stride-1 too, so no gradient needs XLA's window-dilated convolutions.
 
-DOWNCONV_FORMS = ("xla", "s2d_conv", "s2d_matmul")
+DOWNCONV_FORMS = ("xla", "s2d_conv", "s2d_matmul", "im2col")
 
 
 def _same_pads(size: int) -> tuple[int, tuple[int, int]]:
@@ -301,7 +348,21 @@ def _downconv_s2d_matmul(x, kernel, precision):
   return functools.reduce(operator.add, taps)
 
 
-_DOWNCONV = {"xla": _downconv_xla, "s2d_conv": _downconv_s2d_conv, "s2d_matmul": _downconv_s2d_matmul}
+def _downconv_im2col(x, kernel, precision):
+  """The sixteen strided views of the 'SAME'-padded input side by side as (pixels, 16 C) patches,
+  then one matmul (see :func:`_im2col_matmul`); meant for the kernel gradient."""
+  n, h, w, c = x.shape
+  ho, pad_h = _same_pads(h)
+  wo, pad_w = _same_pads(w)
+  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+  patches = jnp.concatenate(
+    [xp[:, ky : ky + 2 * ho - 1 : 2, kx : kx + 2 * wo - 1 : 2] for ky in range(4) for kx in range(4)], axis=-1)
+  y = _im2col_matmul(patches.reshape(n * ho * wo, 16 * c), kernel.reshape(16 * c, -1), precision)
+  return y.reshape(n, ho, wo, -1)
+
+
+_DOWNCONV = {"xla": _downconv_xla, "s2d_conv": _downconv_s2d_conv, "s2d_matmul": _downconv_s2d_matmul,
+             "im2col": _downconv_im2col}
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -342,23 +403,35 @@ def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
   return _downconv_mixed(x, kernel, precision, *forms)
 
 
-# Chosen per layer shape from benchmarks/conv_forms.py on a 2-core x86 CPU (jax 0.12, XLA:CPU).
-_S2D_INPUT_GRAD_MIN_SIZE = 16
+# Chosen per layer shape from benchmarks/conv_forms.py on a 2-core x86 CPU (jax 0.12, XLA:CPU, huge
+# pages on; see aigc_jax/host_memory.py), over the DCGAN discriminators at 32x32 and 64x64.
 _S2D_MATMUL_MIN_CHANNELS = 256
+_IMAGE_MAX_CHANNELS = 4
+_IM2COL_FORWARD_MAX_SIZE = 8
+_S2D_CONV_INPUT_GRAD_MIN_SIZE = 32
+# channels x side of the input from which one im2col matmul beats XLA's kernel gradient (64x64
+# DCGAN: 32x32x64 and 16x16x128; at 32x32, 16x16x64 and 8x8x128 XLA's is faster in a train step).
+_IM2COL_KERNEL_GRAD_MIN_WORK = 2048
 
 
 def _fast_downconv_forms(x_shape):
   """(forward, input_grad, kernel_grad) forms for an NHWC input of this shape.
 
-  XLA:CPU's strided forward and kernel gradient are its fastest on most DCGAN layers; its input
-  gradient (an lhs-dilated convolution) loses to the space-to-depth one on large feature maps, and
-  on deep, small maps four thick matmuls beat all of its convolutions.
+  XLA:CPU's strided convolution is its fastest forward on most DCGAN layers, but loses to matmuls
+  on small maps and to the space-to-depth convolution on the image; its input gradient (an
+  lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
+  gradient to one im2col matmul on large, deep maps; on deep, small maps four thick matmuls win
+  throughout.
   """
-  if x_shape[-1] >= _S2D_MATMUL_MIN_CHANNELS:
+  channels, size = x_shape[-1], min(x_shape[-3:-1])
+  if channels >= _S2D_MATMUL_MIN_CHANNELS:
     return ("s2d_matmul",) * 3
-  if min(x_shape[-3:-1]) >= _S2D_INPUT_GRAD_MIN_SIZE:
-    return ("xla", "s2d_conv", "xla")
-  return ("xla",) * 3
+  if channels <= _IMAGE_MAX_CHANNELS:
+    return ("s2d_conv", "xla", "xla")
+  forward = "im2col" if size <= _IM2COL_FORWARD_MAX_SIZE else "xla"
+  input_grad = "s2d_conv" if size >= _S2D_CONV_INPUT_GRAD_MIN_SIZE else "s2d_matmul"
+  kernel_grad = "im2col" if channels * size >= _IM2COL_KERNEL_GRAD_MIN_WORK else "xla"
+  return (forward, input_grad, kernel_grad)
 
 
 class DownConv(nn.Module):

@@ -381,7 +381,9 @@ def _downconv_mixed_jvp(precision, forward, input_grad, kernel_grad, primals, ta
   if not isinstance(x_dot, SymbolicZero):
     terms.append(_DOWNCONV[input_grad](x_dot, kernel, precision))
   if not isinstance(kernel_dot, SymbolicZero):
-    terms.append(_DOWNCONV[kernel_grad](x, kernel_dot, precision))
+    # Remat keeps x as the residual, not the im2col patches or space-to-depth copies built from it.
+    tangent = jax.checkpoint(_DOWNCONV[kernel_grad], static_argnums=(2,))
+    terms.append(tangent(x, kernel_dot, precision))
   return y, functools.reduce(operator.add, terms)
 
 
@@ -409,9 +411,7 @@ _S2D_MATMUL_MIN_CHANNELS = 256
 _IMAGE_MAX_CHANNELS = 4
 _IM2COL_FORWARD_MAX_SIZE = 8
 _S2D_CONV_INPUT_GRAD_MIN_SIZE = 32
-# channels x side of the input from which one im2col matmul beats XLA's kernel gradient (64x64
-# DCGAN: 32x32x64 and 16x16x128; at 32x32, 16x16x64 and 8x8x128 XLA's is faster in a train step).
-_IM2COL_KERNEL_GRAD_MIN_WORK = 2048
+_IM2COL_KERNEL_GRAD_MIN_SIZE = 16
 
 
 def _fast_downconv_forms(x_shape):
@@ -420,8 +420,9 @@ def _fast_downconv_forms(x_shape):
   XLA:CPU's strided convolution is its fastest forward on most DCGAN layers, but loses to matmuls
   on small maps and to the space-to-depth convolution on the image; its input gradient (an
   lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
-  gradient to one im2col matmul on large, deep maps; on deep, small maps four thick matmuls win
-  throughout.
+  gradient to one im2col matmul from 16x16 maps on; on deep, small maps four thick matmuls win
+  throughout. Measured as whole train steps (benchmarks/train_step.py), since a form's cost in a
+  step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
   """
   channels, size = x_shape[-1], min(x_shape[-3:-1])
   if channels >= _S2D_MATMUL_MIN_CHANNELS:
@@ -430,7 +431,7 @@ def _fast_downconv_forms(x_shape):
     return ("s2d_conv", "xla", "xla")
   forward = "im2col" if size <= _IM2COL_FORWARD_MAX_SIZE else "xla"
   input_grad = "s2d_conv" if size >= _S2D_CONV_INPUT_GRAD_MIN_SIZE else "s2d_matmul"
-  kernel_grad = "im2col" if channels * size >= _IM2COL_KERNEL_GRAD_MIN_WORK else "xla"
+  kernel_grad = "im2col" if size >= _IM2COL_KERNEL_GRAD_MIN_SIZE else "xla"
   return (forward, input_grad, kernel_grad)
 
 

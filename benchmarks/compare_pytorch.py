@@ -10,7 +10,7 @@ interpreter) and is driven over a pipe, so the two sides alternate in short roun
 torch round, ...) and machine noise hits both alike; the reported times are medians over rounds.
 Both use the same number of threads (--threads, default: the CPUs this process may use). Like
 main.py, the script restarts itself with glibc malloc tunables that keep XLA:CPU's buffers mapped
-(aigc_jax/host_memory.py; AIGC_HUGEPAGES=off to not); the torch side inherits them unless
+(aigc_jax/host_memory.py; AIGC_HOST_MEMORY=off to not); the torch side inherits them unless
 --torch_malloc default.
 The last line is one JSON object with every number.
 """

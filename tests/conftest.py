@@ -14,3 +14,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # main.py runs in subprocesses share one compilation cache for the session instead of the user's.
 os.environ.setdefault("AIGC_COMPILATION_CACHE", tempfile.mkdtemp(prefix="aigc_jax_test_cache_"))
+# main.py runs in subprocesses skip the malloc-tuning restart: it changes no result, and its single
+# malloc arena slows XLA's multi-threaded compiles, which dominate the tests (tests/test_host_memory.py).
+os.environ.setdefault("AIGC_HOST_MEMORY", "off")

@@ -28,20 +28,32 @@ def test_thp_mode_reads_the_bracketed_choice(tmp_path):
   ({}, (2, 26), True),
   ({}, (2, 25), False),  # no malloc tunables
   ({}, None, False),  # musl, or not Linux
-  ({"AIGC_HUGEPAGES": "off"}, (2, 36), False),
-  ({"AIGC_HUGEPAGES": "0"}, (2, 36), False),
+  ({"AIGC_HOST_MEMORY": "off"}, (2, 36), False),
+  ({"AIGC_HOST_MEMORY": "0"}, (2, 36), False),
   ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, (2, 36), False),  # the user's own malloc settings stand
   ({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}, (2, 36), False),
   ({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}, (2, 36), True),
 ])
 def test_wanted(monkeypatch, environ, glibc, want):
   monkeypatch.setattr(host_memory.sys, "platform", "linux")
-  assert host_memory.wanted(environ, glibc=glibc) is want
+  assert host_memory.wanted(environ, glibc=glibc, accelerator=False) is want
 
 
-def test_not_wanted_off_linux(monkeypatch):
+def test_not_wanted_off_linux_or_with_an_accelerator(monkeypatch):
+  monkeypatch.setattr(host_memory.sys, "platform", "linux")
+  assert not host_memory.wanted({}, glibc=(2, 36), accelerator=True)
   monkeypatch.setattr(host_memory.sys, "platform", "darwin")
-  assert not host_memory.wanted({}, glibc=(2, 36))
+  assert not host_memory.wanted({}, glibc=(2, 36), accelerator=False)
+
+
+def test_accelerator_present_from_jax_platforms_or_device_nodes(monkeypatch):
+  assert host_memory.accelerator_present({"JAX_PLATFORMS": "tpu"})
+  assert host_memory.accelerator_present({"JAX_PLATFORMS": "cuda,cpu"})
+  assert not host_memory.accelerator_present({"JAX_PLATFORMS": "cpu"})
+  monkeypatch.setattr(host_memory.glob, "glob", lambda pattern: ["/dev/nvidia0"] if "nvidia" in pattern else [])
+  assert host_memory.accelerator_present({})
+  monkeypatch.setattr(host_memory.glob, "glob", lambda pattern: [])
+  assert not host_memory.accelerator_present({})
 
 
 def test_environ_with_tunables_keeps_other_tunables_and_adds_huge_pages_where_supported():
@@ -69,7 +81,7 @@ print(json.dumps({{"argv": sys.argv, "tunables": os.environ.get("GLIBC_TUNABLES"
 def run_script(tmp_path, **env_overrides):
   script = tmp_path / "probe.py"
   script.write_text(SCRIPT.format(root=ROOT))
-  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "AIGC_HUGEPAGES")}
+  env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "AIGC_HOST_MEMORY")}
   env.update(env_overrides)
   out = subprocess.run([sys.executable, str(script), "--flag", "a b"], env=env, capture_output=True, text=True,
                        timeout=60, check=True).stdout.splitlines()
@@ -87,7 +99,7 @@ def test_reexec_restarts_once_with_the_same_arguments(tmp_path):
 
 
 def test_reexec_opt_out_and_already_set(tmp_path):
-  lines, got = run_script(tmp_path, AIGC_HUGEPAGES="off")
+  lines, got = run_script(tmp_path, AIGC_HOST_MEMORY="off")
   assert lines == ["started"] and got["tunables"] is None and not got["enabled"]
   lines, got = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
   assert lines == ["started"] and got["tunables"] == "glibc.malloc.hugetlb=0" and not got["huge_pages"]

@@ -7,6 +7,8 @@ than in PyTorch. :class:`UpConv` is a drop-in for the generator's
 ``nn.ConvTranspose(features, (4, 4), (2, 2), padding='SAME')``: same parameters,
 same values to float rounding, but a kernel gradient that runs at matmul speed
 and, on larger maps, a forward pass that avoids the lhs-dilated convolution.
+:class:`DownConv` does the same for the discriminator's strided convolution. Both
+choose their forms per layer shape, as measured on a CPU (benchmarks/).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ IMPLS = ("auto", "fast", "xla")
 KERNEL_GRADS = ("im2col", "matmul", "conv")
 FORWARDS = ("xla", "phase")
 
-# Below this many output features the per-tap matmuls are too thin to keep the
+# Below this many output features the im2col matmuls are too thin to keep the
 # cores busy and one stride-1 convolution over 4 * features channels wins.
 _MATMUL_MIN_FEATURES = 32
 # From this input size on, XLA:CPU's lhs-dilated convolution (the forward pass of
@@ -251,8 +253,8 @@ class UpConv(nn.Module):
 
   Parameters ('kernel' of shape (kh, kw, in, out), 'bias') and forward values
   (to float rounding) match ``nn.ConvTranspose``, so checkpoints move freely
-  between the two; only how the forward pass and the kernel gradient are
-  computed differs (see :func:`upconv`).
+  between the two; only how the forward pass and the gradients are computed
+  differs (see :func:`upconv`).
 
   Attributes:
     impl: 'xla' uses ``lax.conv_transpose`` throughout, 'fast' the CPU-friendly

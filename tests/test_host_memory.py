@@ -103,3 +103,42 @@ def test_reexec_opt_out_and_already_set(tmp_path):
   assert lines == ["started"] and got["tunables"] is None and not got["enabled"]
   lines, got = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
   assert lines == ["started"] and got["tunables"] == "glibc.malloc.hugetlb=0" and not got["huge_pages"]
+
+
+STEP_SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, {root!r})
+from aigc_jax import host_memory
+host_memory.reexec()
+import jax, numpy as np
+from aigc_jax import parallel, steps, train
+from configs import dcgan
+config = dcgan.get_config("smoke")
+dp = parallel.DataParallel(config.train.parallel, devices=jax.devices()[:1])
+rng = np.random.default_rng(0)
+batch = dp.put_batch({{"image": rng.uniform(-1, 1, (config.train.batch_size, config.data.resolution,
+                      config.data.resolution, config.data.channels)).astype(np.float32),
+                      "label": np.zeros(config.train.batch_size, np.int32)}})
+state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
+step = dp.step(steps.train_step, loss=config.train.loss)
+for _ in range(2):
+  state, _ = step(state, batch)
+leaves = jax.tree.leaves(jax.device_get((state.g_params, state.d_params)))
+print(host_memory.enabled(), hashlib.sha256(b"".join(np.asarray(x).tobytes() for x in leaves)).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not host_memory.wanted({}), reason="not Linux with glibc >= 2.26")
+def test_tunables_change_no_result(tmp_path):
+  """Two train steps give bit-identical parameters with and without the malloc tunables."""
+  script = tmp_path / "step.py"
+  script.write_text(STEP_SCRIPT.format(root=ROOT))
+  base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "AIGC_HOST_MEMORY")}
+  out = {}
+  for setting in ("on", "off"):
+    env = dict(base, AIGC_HOST_MEMORY=setting, AIGC_COMPILATION_CACHE="off")
+    line = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300,
+                          check=True).stdout.split()
+    out[setting] = line
+  assert out["on"][0] == "True" and out["off"][0] == "False"
+  assert out["on"][1] == out["off"][1]

@@ -26,12 +26,13 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 IMPLS = ("auto", "fast", "xla")
-KERNEL_GRADS = ("im2col", "matmul", "conv")
+KERNEL_GRADS = ("im2col", "matmul", "conv", "dy_im2col")
 FORWARDS = ("xla", "phase")
 
-# Below this many output features the im2col matmuls are too thin to keep the
-# cores busy and one stride-1 convolution over 4 * features channels wins.
-_MATMUL_MIN_FEATURES = 32
+# From this many output features on, the kernel gradient from per-phase patches of the input
+# ('im2col') beats the one from patches of the output gradient ('dy_im2col'), whose patches are
+# narrower for the generator's halving widths; both in whole train steps at 32x32 and 64x64.
+_PHASE_IM2COL_MIN_FEATURES = 128
 # From this input size on, XLA:CPU's lhs-dilated convolution (the forward pass of
 # conv_transpose) loses to the stride-1 2x2 one in _phase_shift_conv; on 4x4
 # inputs it wins (benchmarks/upconv.py).
@@ -158,7 +159,15 @@ def _phase_im2col(x, kernel, precision):
   return _interleave(y).astype(out_dtype)
 
 
-_KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv}
+def _dy_im2col(x, kernel, precision):
+  """The transposed convolution as the transpose of DownConv's im2col form (see
+  :func:`_input_tangent`), here linear in the kernel: its transpose, the kernel gradient, builds
+  the patches from the output gradient, (pixels of x, 16 out), one matmul with x."""
+  return _input_tangent(x, kernel, precision, "im2col")
+
+
+_KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv,
+                    "dy_im2col": _dy_im2col}
 _FORWARDS = {"xla": lambda x, kernel, precision: _conv_transpose(x, kernel, (2, 2), precision),
              "phase": _phase_shift_conv}
 
@@ -236,7 +245,7 @@ def upconv(
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
-      kernel_grad = "im2col" if kernel.shape[-1] >= _MATMUL_MIN_FEATURES else "conv"
+      kernel_grad = "im2col" if kernel.shape[-1] >= _PHASE_IM2COL_MIN_FEATURES else "dy_im2col"
     if forward is None:
       forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
     if input_grad is None:  # DownConv's fastest forward form on the output gradient's shape.

@@ -3,16 +3,17 @@ itself once with malloc tunables, before JAX is imported.
 
 XLA:CPU mallocs a compiled program's temporaries on every call. glibc serves blocks above 32 MiB
 with fresh ``mmap`` pages and unmaps them on free, so every train step faults its working memory
-back in, 4 KiB at a time, and the kernel zeroes each page: 17,000 faults and about 40 ms of a
-330 ms DCGAN step on the development machine (``benchmarks/train_step.py`` reports the faults per
-step). The tunables below make malloc take every block from one heap (``mmap_max=0``,
-``arena_max=1``) and keep what is freed (``trim_threshold``), so after the first steps a step
-faults nothing; on glibc >= 2.35 with transparent huge pages available, the heap also asks for
-2 MiB pages (``hugetlb=1``), which makes the first steps' faults 500 times fewer. The price: the
-process keeps its peak memory until it exits, and with one malloc arena XLA's multi-threaded
-compiler contends for it (compiling took 8.6 s instead of 5.5 s on 2 cores; the persistent
-compilation cache makes that once per config). So hosts with a GPU or TPU, where the step does not
-run on the CPU, are left alone. Tunables are read when a process starts, hence the restart
+back in, 4 KiB at a time, and the kernel zeroes each page: 24,508 faults per 32x32 DCGAN step on
+the development machine (``benchmarks/train_step.py`` reports the faults per step). The tunables
+below make malloc take every block from one heap (``mmap_max=0``, ``arena_max=1``) and keep what is
+freed (``trim_threshold``), so after the first steps a step faults nothing; on glibc >= 2.35 with
+transparent huge pages available, the heap also asks for 2 MiB pages (``hugetlb=1``), which makes
+the first steps' faults 500 times fewer. The price: the process keeps its peak memory until it
+exits, and with one malloc arena XLA's threads contend for it: compiling took 9.3 s instead of
+5.8 s on 2 cores (once per config with the persistent compilation cache), and the step run alone
+was 2 to 7% slower with two threads. What it buys is a step that stays fast when other work on
+the machine allocates memory (README, Performance). Hosts with a GPU or TPU, where the step does
+not run on the CPU, are left alone. Tunables are read when a process starts, hence the restart
 (:func:`reexec`). Results do not change; ``AIGC_HOST_MEMORY=off`` keeps the process as it is, and
 a ``GLIBC_TUNABLES`` that already sets any ``glibc.malloc.*`` tunable is left alone.
 """

@@ -9,7 +9,9 @@ ms/step of each and the speed-up. `--variants` adds steps whose per-shape choice
 (`layers._fast_downconv_forms`, which `auto` uses on CPU) is overridden for some input shapes,
 SIDExCHANNELS=forward/input_grad/kernel_grad, several joined by '+': how the per-shape choices in
 `aigc_jax/models/layers.py` were checked in whole steps, where a form's cost (memory traffic,
-cache) differs from its cost alone (benchmarks/conv_forms.py). The last line is JSON.
+cache) differs from its cost alone (benchmarks/conv_forms.py). UpConv's input gradient uses the
+forward form chosen for its output gradient's shape, so a forward override applies there too
+(at 32x32, 8x8x128 is also the output gradient of the generator's first layer). The last line is JSON.
 """
 
 import json

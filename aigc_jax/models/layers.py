@@ -194,7 +194,7 @@ def _upconv_fast(x, kernel, precision, kernel_grad, forward, input_grad):
 def _upconv_fast_jvp(precision, kernel_grad, forward, input_grad, primals, tangents):
   """Each tangent is linear in its argument and takes the form whose transpose is fast on CPU: the
   input tangent that of a DownConv form (the input gradient is a strided convolution), the kernel
-  tangent per-phase matmuls or a stride-1 convolution (XLA's own kernel gradient is the slow op)."""
+  tangent one of :data:`KERNEL_GRADS` (XLA's own kernel gradient is the slow op)."""
   x, kernel = primals
   x_dot, kernel_dot = tangents
   y = _FORWARDS[forward](x, kernel, precision)
@@ -417,8 +417,8 @@ def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
   return _downconv_mixed(x, kernel, precision, *forms)
 
 
-# Chosen per layer shape from benchmarks/conv_forms.py on a 2-core x86 CPU (jax 0.12, XLA:CPU, huge
-# pages on; see aigc_jax/host_memory.py), over the DCGAN discriminators at 32x32 and 64x64.
+# Chosen per layer shape on a 2-core x86 CPU (jax 0.12, XLA:CPU, huge pages on; see
+# aigc_jax/host_memory.py), over the DCGAN discriminators at 32x32 and 64x64.
 _S2D_MATMUL_MIN_CHANNELS = 256
 _IMAGE_MAX_CHANNELS = 4
 _IM2COL_FORWARD_MAX_SIZE = 8
@@ -433,8 +433,9 @@ def _fast_downconv_forms(x_shape):
   on small maps and to the space-to-depth convolution on the image; its input gradient (an
   lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
   gradient to one im2col matmul from 16x16 maps on; on deep, small maps four thick matmuls win
-  throughout. Measured as whole train steps (benchmarks/train_step.py), since a form's cost in a
-  step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
+  throughout. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a form's
+  cost in a step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
+  UpConv's input gradient takes the forward form chosen here for its output gradient's shape.
   """
   channels, size = x_shape[-1], min(x_shape[-3:-1])
   if channels >= _S2D_MATMUL_MIN_CHANNELS:

@@ -4,10 +4,11 @@
 
 For patches P (pixels x K) and an output gradient dY (pixels x out), the kernel gradient is
 P^T dY (K x out) or, transposed, dY^T P (out x K). XLA:CPU (jax 0.12) runs them at very different
-speeds, and its algebraic simplifier folds a trailing transpose back into the dot, so
-`(dY^T P).T` is as slow as `P^T dY`; `lax.optimization_barrier` between the product and the
-transpose keeps the fast one (what `layers._im2col_matmul` relies on). Shapes are the DCGAN
-layers' (batch 64). The last line is JSON.
+speeds: the one whose result has the longer minor axis wins (out x K when K > out, K x out when
+K < out). Its algebraic simplifier folds a trailing transpose back into the dot, so `(dY^T P).T` is
+as slow or as fast as `P^T dY`; `lax.optimization_barrier` between the product and the transpose
+keeps dY^T P (what `layers._im2col_matmul` does when K > out). Shapes are the DCGAN layers' (batch
+64). The last line is JSON.
 """
 
 import argparse
@@ -25,8 +26,9 @@ from jax import lax  # noqa: E402
 
 from aigc_jax import host_memory  # noqa: E402
 
-# (pixels, K, out): G 8x8x128 -> 64 per phase, D 16x16x64 -> 128, G 4x4x256 -> 128 per phase.
-SHAPES = [(4096, 512, 64), (4096, 1024, 128), (1024, 1024, 128)]
+# (pixels, K, out): G 8x8x128 -> 64 per phase, D 16x16x64 -> 128, G 4x4x256 -> 128 per phase,
+# D 32x32x3 -> 64 (the image layer), G 16x16x64 -> 3 from patches of dY (48 wide) times x (64).
+SHAPES = [(4096, 512, 64), (4096, 1024, 128), (1024, 1024, 128), (16384, 48, 64)]
 FORMS = {
   "P^T dY": lambda p, d: p.T @ d,
   "(dY^T P)^T": lambda p, d: (d.T @ p).T,

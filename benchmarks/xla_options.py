@@ -33,6 +33,8 @@ OPTION_SETS = {
   "onednn_custom_call": {"xla_cpu_use_onednn": True, "xla_cpu_experimental_onednn_custom_call": True},
   "xnnpack": {"xla_cpu_use_xnnpack": True},
   "ynn_dots_only": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"},
+  "ynn_convs_only": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"},
+  "no_ynn": {"xla_cpu_experimental_ynn_fusion_type": ""},
   "fast_math": {"xla_cpu_enable_fast_math": True},
 }
 

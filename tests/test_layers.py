@@ -4,6 +4,8 @@ XLA:CPU compiles slowly, so each case builds one jitted function that runs the
 reference and every fast variant, on NumPy data.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +100,8 @@ def check_against_reference(shape, features, use_bias=False, dtype=np.float32, t
     ((1, 5, 7, 4), 6),  # odd, non-square
     ((4, 3, 2, 7), 2),
     ((2, 6, 6, 32), 40),
+    ((2, 4, 4, 2), 12),  # im2col patches narrower than the features: the other matmul orientation
+    ((2, 3, 3, 40), 2),  # the same for dy_im2col, whose patches come from the output gradient
   ],
 )
 def test_matches_conv_transpose(shape, features):
@@ -282,6 +286,7 @@ def down_case(shape, features, use_bias, seed=0):
     ((2, 1, 1, 3), 5, False),  # 1x1 -> 1x1
     ((2, 16, 16, 8), 16, True),  # 'auto' takes the space-to-depth input gradient
     ((1, 2, 2, 256), 3, False),  # 'auto' takes the matmul form throughout
+    ((2, 6, 6, 2), 40, False),  # im2col patches (16 x 2) narrower than the features
   ],
 )
 def test_downconv_matches_conv(shape, features, use_bias):
@@ -360,13 +365,28 @@ def test_downconv_auto_picks_per_shape():
   """Each formulation is chosen for some DCGAN layer on CPU, and plain XLA elsewhere."""
   forms = layers._fast_downconv_forms
   assert forms((64, 8, 8, 256)) == ("s2d_matmul",) * 3
-  assert forms((64, 32, 32, 3)) == ("s2d_conv", "xla", "xla")
+  assert forms((64, 32, 32, 3)) == ("s2d_conv", "xla", "im2col")
   assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "im2col")
   assert forms((64, 16, 16, 64)) == ("xla", "s2d_matmul", "im2col")
   assert forms((64, 8, 8, 128)) == ("im2col", "s2d_matmul", "xla")
   x, k = jnp.ones((1, 2, 2, 256)), jnp.ones((4, 4, 256, 2))
   assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="xla"))(x, k))
   assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))
+
+
+@pytest.mark.parametrize("k, out", [(48, 64), (512, 64), (64, 32)])
+def test_im2col_kernel_gradient_puts_the_longer_axis_minor(k, out):
+  """The compiled kernel gradient's matmul yields (K, out) or (out, K), whichever has the longer
+  minor axis (the fast orientation on XLA:CPU), and equals patches^T @ dy either way."""
+  rng = np.random.default_rng(0)
+  patches, kernel = jnp.asarray(rng.standard_normal((96, k))), jnp.zeros((k, out))
+  dy = jnp.asarray(rng.standard_normal((96, out)))
+  grad = jax.jit(lambda patches, dy: jax.linear_transpose(
+    lambda w: layers._im2col_matmul(patches, w, None), kernel)(dy)[0])
+  hlo = grad.lower(patches, dy).compile().as_text()
+  dots = re.findall(r"= (f32\[\d+,\d+\])\S* dot\(", hlo)
+  assert dots == [f"f32[{k},{out}]" if k < out else f"f32[{out},{k}]"]
+  np.testing.assert_allclose(grad(patches, dy), patches.T @ dy, rtol=1e-5, atol=1e-4)
 
 
 def test_downconv_rejects_unknown_options():

@@ -132,10 +132,13 @@ def _phase_shift_conv(x, kernel, precision):
 
 def _im2col_matmul(patches, kernel, precision):
   """``patches @ kernel`` for (pixels, K) patches and a (K, out) kernel, written so that its
-  transpose in the kernel, the kernel gradient, is ``(dy^T @ patches)^T``: XLA:CPU runs that
-  (out, K)-shaped product 1.5 to 2.3x faster than the (K, out) one it otherwise picks, and the
-  barrier keeps its algebraic simplifier from folding the small transpose back into the dot
+  transpose in the kernel, the kernel gradient, is the product whose result has the longer minor
+  axis: XLA:CPU runs (out, K) = dy^T @ patches 1.5 to 2.8x faster than (K, out) when K > out and
+  about as much slower when K < out. It picks (K, out) by itself; for (out, K) the barrier keeps
+  its algebraic simplifier from folding the small transpose back into the dot
   (benchmarks/matmul_orientation.py)."""
+  if patches.shape[-1] < kernel.shape[-1]:
+    return jnp.dot(patches, kernel, precision=precision)
   return jnp.einsum("ok,mk->mo", lax.optimization_barrier(kernel.T), patches, precision=precision)
 
 
@@ -150,8 +153,7 @@ def _phase_im2col(x, kernel, precision):
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
 
   def phase(a, b):
-    patches = jnp.concatenate(
-      [xp[:, a + dy : a + dy + h, b + dx : b + dx + w] for dy in range(2) for dx in range(2)], axis=-1)
+    patches = jnp.stack([xp[:, a + dy : a + dy + h, b + dx : b + dx + w] for dy in range(2) for dx in range(2)], 3)
     y = _im2col_matmul(patches.reshape(n * h * w, 4 * cin), kernel[a::2, b::2].reshape(4 * cin, cout), precision)
     return y.reshape(n, h, w, cout)
 
@@ -362,13 +364,18 @@ def _downconv_s2d_matmul(x, kernel, precision):
 
 def _downconv_im2col(x, kernel, precision):
   """The sixteen strided views of the 'SAME'-padded input side by side as (pixels, 16 C) patches,
-  then one matmul (see :func:`_im2col_matmul`); meant for the kernel gradient."""
+  then one matmul (see :func:`_im2col_matmul`); meant for the kernel gradient.
+
+  Pairs of horizontal taps (kx = 2 qx + rx) are adjacent in memory once the padded rows are read as
+  (W / 2, 2 C), so the patches are 8 unit-stride views of 2 C channels, stacked on a new axis: XLA:CPU
+  builds that 1.2 to 2.4x faster than 16 strided views joined by ``concatenate``
+  (benchmarks/im2col_patches.py)."""
   n, h, w, c = x.shape
   ho, pad_h = _same_pads(h)
   wo, pad_w = _same_pads(w)
-  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  patches = jnp.concatenate(
-    [xp[:, ky : ky + 2 * ho - 1 : 2, kx : kx + 2 * wo - 1 : 2] for ky in range(4) for kx in range(4)], axis=-1)
+  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
+  patches = jnp.stack(
+    [xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)], axis=3)
   y = _im2col_matmul(patches.reshape(n * ho * wo, 16 * c), kernel.reshape(16 * c, -1), precision)
   return y.reshape(n, ho, wo, -1)
 
@@ -432,7 +439,7 @@ def _fast_downconv_forms(x_shape):
   XLA:CPU's strided convolution is its fastest forward on most DCGAN layers, but loses to matmuls
   on small maps and to the space-to-depth convolution on the image; its input gradient (an
   lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
-  gradient to one im2col matmul from 16x16 maps on; on deep, small maps four thick matmuls win
+  gradient to one im2col matmul on the image and from 16x16 maps on; on deep, small maps four thick matmuls win
   throughout. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a form's
   cost in a step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
   UpConv's input gradient takes the forward form chosen here for its output gradient's shape.
@@ -441,7 +448,7 @@ def _fast_downconv_forms(x_shape):
   if channels >= _S2D_MATMUL_MIN_CHANNELS:
     return ("s2d_matmul",) * 3
   if channels <= _IMAGE_MAX_CHANNELS:
-    return ("s2d_conv", "xla", "xla")
+    return ("s2d_conv", "xla", "im2col")
   forward = "im2col" if size <= _IM2COL_FORWARD_MAX_SIZE else "xla"
   input_grad = "s2d_conv" if size >= _S2D_CONV_INPUT_GRAD_MIN_SIZE else "s2d_matmul"
   kernel_grad = "im2col" if size >= _IM2COL_KERNEL_GRAD_MIN_SIZE else "xla"

@@ -1,0 +1,76 @@
+"""Times two ways to build DownConv's im2col patches (4x4 window, stride 2, 'SAME') on XLA:CPU.
+
+  python benchmarks/im2col_patches.py [--reps 15]
+
+`strided`: the sixteen stride-2 views of the padded input joined by `concatenate` on the channel
+axis (the textbook im2col). `paired` (what `layers._downconv_im2col` does): the padded rows read as
+(W / 2, 2 C), which puts each pair of horizontal taps side by side in memory, so the same patches
+are eight unit-stride views of 2 C channels stacked on a new axis. Both give the same array
+(checked); shapes are the DCGAN discriminators' inputs and the generators' output gradients at
+batch 64. The last line is JSON.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aigc_jax import host_memory  # noqa: E402
+
+# (size, channels): the image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
+# D 32x32x64 at 64x64.
+SHAPES = [(32, 3), (16, 64), (8, 128), (32, 64)]
+
+
+def strided(x):
+  n, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  views = [xp[:, ky : ky + h - 1 : 2, kx : kx + w - 1 : 2] for ky in range(4) for kx in range(4)]
+  return jnp.concatenate(views, axis=-1).reshape(-1, 16 * c)
+
+
+def paired(x):
+  n, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h // 2 + 1, 2, w // 2 + 1, 2 * c)
+  views = [xp[:, qy : qy + h // 2, ry, qx : qx + w // 2] for qy in range(2) for ry in range(2) for qx in range(2)]
+  return jnp.stack(views, axis=3).reshape(-1, 16 * c)
+
+
+def median_ms(fn, args, reps):
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return 1e3 * float(np.median(times))
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--reps", type=int, default=15)
+  p.add_argument("--batch_size", type=int, default=64)
+  args = p.parse_args()
+  rows = []
+  for size, channels in SHAPES:
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((args.batch_size, size, size, channels)), jnp.float32)
+    forms = {"strided": jax.jit(strided), "paired": jax.jit(paired)}
+    np.testing.assert_array_equal(np.asarray(forms["strided"](x)), np.asarray(forms["paired"](x)))
+    ms = {name: median_ms(f, (x,), args.reps) for name, f in forms.items()}
+    print(f"{size}x{size}x{channels}: " + " | ".join(f"{name} {t:.2f} ms" for name, t in ms.items())
+          + f" | strided / paired {ms['strided'] / ms['paired']:.2f}", flush=True)
+    rows.append(dict(size=size, channels=channels, ms={name: round(t, 2) for name, t in ms.items()}))
+  print(json.dumps(dict(benchmark="im2col_patches", jax=jax.__version__, cpus=len(os.sched_getaffinity(0)),
+                        batch_size=args.batch_size, rows=rows)))
+
+
+if __name__ == "__main__":
+  host_memory.reexec()
+  main()

@@ -1,13 +1,13 @@
 """Per-layer times of the DCGAN convolutions in JAX (the project's DownConv / UpConv) and PyTorch eager.
 
-  python benchmarks/layers_vs_pytorch.py --torch_python /work/torchvenv/bin/python [--resolution 32] [--reps 7]
+  python benchmarks/layers_vs_pytorch.py --torch_python /work/torchvenv/bin/python [--resolution 32] [--reps 7] [--threads 1]
 
 For every discriminator (4x4 / stride-2 convolution) and generator (4x4 / stride-2 transposed
 convolution) layer of the DCGAN at --resolution with features 64 and batch 64, times the forward
 pass, the input gradient and the kernel gradient separately: in JAX each as its own jitted function
 through `layers.downconv` / `layers.upconv` with `impl='auto'`; in PyTorch `conv2d` /
 `conv_transpose2d` and `torch.ops.aten.convolution_backward` with one output mask. Both sides run
-with one thread on one CPU (this process pins itself; the torch subprocess inherits it), medians of
+with --threads threads on that many CPUs (this process pins itself; the torch subprocess inherits it), medians of
 --reps; the torch side runs first, then the JAX side, so load changes between them show up as noise
 in single layers. A train step runs each D layer's forward 3 times and kernel gradient twice, each G layer's
 forward twice and its gradients once, so the kernel-gradient columns show where a step loses. The
@@ -49,11 +49,11 @@ def timed(fn, reps):
   return 1e3 * median(times)
 
 
-def torch_times(layers, batch, reps):
+def torch_times(layers, batch, reps, threads):
   import torch
   import torch.nn.functional as F
 
-  torch.set_num_threads(1)
+  torch.set_num_threads(threads)
   out = []
   for kind, size, cin, cout in layers:
     transposed = kind == "G"
@@ -98,22 +98,27 @@ def main():
   p.add_argument("--resolution", type=int, default=32, choices=[32, 64])
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--reps", type=int, default=7)
+  p.add_argument("--threads", type=int, default=1, help="Threads (and CPUs) for each side.")
   p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = p.parse_args()
   layers = shapes(args.resolution)
   if args.worker:
-    print(json.dumps(torch_times(layers, args.batch, args.reps)))
+    print(json.dumps(torch_times(layers, args.batch, args.reps, args.threads)))
     return
-  os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:1])  # before JAX starts its thread pool
+  cpus = sorted(os.sched_getaffinity(0))
+  if not 1 <= args.threads <= len(cpus):
+    raise SystemExit(f"error: --threads {args.threads} must be between 1 and the {len(cpus)} CPUs this process may use")
+  os.sched_setaffinity(0, cpus[: args.threads])  # before JAX starts its thread pool
   cmd = [args.torch_python, os.path.abspath(__file__), "--worker", "--resolution", str(args.resolution),
-         "--batch", str(args.batch), "--reps", str(args.reps)]
+         "--batch", str(args.batch), "--reps", str(args.reps), "--threads", str(args.threads)]
   proc = subprocess.run(cmd, capture_output=True, text=True)
   if proc.returncode:
     raise SystemExit(f"error: the torch worker ({args.torch_python}) failed with code {proc.returncode}; "
                      "does `import torch` work in that interpreter? (see --torch_python)")
   torch_ms = json.loads(proc.stdout.strip().splitlines()[-1])
   jax_ms = jax_times(layers, args.batch, args.reps)
-  print(f"batch {args.batch}, one thread each, median ms of {args.reps}; JAX / PyTorch (ratio = PyTorch time / JAX time)")
+  print(f"batch {args.batch}, {args.threads} thread(s) each, median ms of {args.reps}; JAX / PyTorch "
+        "(ratio = PyTorch time / JAX time)")
   rows = []
   for (kind, size, cin, cout), j, t in zip(layers, jax_ms, torch_ms):
     name = f"{kind} {size}x{size}x{cin}->{cout}"
@@ -121,7 +126,7 @@ def main():
     rows.append(dict(layer=name, jax_ms=dict(zip(PARTS, map(lambda v: round(v, 2), j))),
                      torch_ms=dict(zip(PARTS, map(lambda v: round(v, 2), t)))))
   print(json.dumps(dict(benchmark="layers_vs_pytorch", resolution=args.resolution, batch=args.batch, reps=args.reps,
-                        rows=rows)))
+                        threads=args.threads, rows=rows)))
 
 
 if __name__ == "__main__":

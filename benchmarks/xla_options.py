@@ -36,6 +36,7 @@ OPTION_SETS = {
   "ynn_convs_only": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"},
   "no_ynn": {"xla_cpu_experimental_ynn_fusion_type": ""},
   "fast_math": {"xla_cpu_enable_fast_math": True},
+  "memory_scheduler": {"xla_cpu_enable_concurrency_optimized_scheduler": False},
 }
 
 FLAGS = flags.FLAGS

@@ -389,6 +389,16 @@ def test_im2col_kernel_gradient_puts_the_longer_axis_minor(k, out):
   np.testing.assert_allclose(grad(patches, dy), patches.T @ dy, rtol=1e-5, atol=1e-4)
 
 
+def test_im2col_forward_use_is_a_plain_matmul():
+  """Outside kernel tangents (a forward pass, an input gradient) the kernel is not transposed."""
+  patches, kernel = jnp.ones((96, 512)), jnp.ones((512, 64))
+  jaxpr = str(jax.make_jaxpr(lambda p, k: layers._im2col_matmul(p, k, None, kernel_tangent=False))(patches, kernel))
+  assert "transpose" not in jaxpr and "optimization_barrier" not in jaxpr
+  x, k = jnp.ones((2, 8, 8, 32)), jnp.ones((4, 4, 32, 64))
+  forward = str(jax.make_jaxpr(lambda x, k: layers._downconv_im2col(x, k, None))(x, k))
+  assert "optimization_barrier" not in forward
+
+
 def test_downconv_rejects_unknown_options():
   x, k = jnp.ones((1, 4, 4, 3)), jnp.ones((4, 4, 3, 2))
   with pytest.raises(ValueError, match="impl"):

@@ -130,14 +130,15 @@ def _phase_shift_conv(x, kernel, precision):
   return _interleave(y)
 
 
-def _im2col_matmul(patches, kernel, precision):
-  """``patches @ kernel`` for (pixels, K) patches and a (K, out) kernel, written so that its
-  transpose in the kernel, the kernel gradient, is the product whose result has the longer minor
-  axis: XLA:CPU runs (out, K) = dy^T @ patches 1.5 to 2.8x faster than (K, out) when K > out and
-  about as much slower when K < out. It picks (K, out) by itself; for (out, K) the barrier keeps
-  its algebraic simplifier from folding the small transpose back into the dot
-  (benchmarks/matmul_orientation.py)."""
-  if patches.shape[-1] < kernel.shape[-1]:
+def _im2col_matmul(patches, kernel, precision, kernel_tangent=True):
+  """``patches @ kernel`` for (pixels, K) patches and a (K, out) kernel. As a kernel tangent
+  (``kernel_tangent``) it is written so that its transpose in the kernel, the kernel gradient, is
+  the product whose result has the longer minor axis: XLA:CPU runs (out, K) = dy^T @ patches 1.5
+  to 2.3x faster than (K, out) when K > out and about 2x slower when K < out. It picks (K, out) by
+  itself; for (out, K) the barrier keeps its algebraic simplifier from folding the small transpose
+  back into the dot (benchmarks/matmul_orientation.py). Elsewhere (a forward pass, or linear in the
+  patches) that form would only add a transposed copy of the kernel, so it is a plain matmul."""
+  if not kernel_tangent or patches.shape[-1] < kernel.shape[-1]:
     return jnp.dot(patches, kernel, precision=precision)
   return jnp.einsum("ok,mk->mo", lax.optimization_barrier(kernel.T), patches, precision=precision)
 
@@ -165,7 +166,7 @@ def _dy_im2col(x, kernel, precision):
   """The transposed convolution as the transpose of DownConv's im2col form (see
   :func:`_input_tangent`), here linear in the kernel: its transpose, the kernel gradient, builds
   the patches from the output gradient, (pixels of x, 16 out), one matmul with x."""
-  return _input_tangent(x, kernel, precision, "im2col")
+  return _input_tangent(x, kernel, precision, "im2col", kernel_tangent=True)
 
 
 _KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv,
@@ -174,7 +175,7 @@ _FORWARDS = {"xla": lambda x, kernel, precision: _conv_transpose(x, kernel, (2, 
              "phase": _phase_shift_conv}
 
 
-def _input_tangent(x_dot, kernel, precision, form):
+def _input_tangent(x_dot, kernel, precision, form, kernel_tangent=False):
   """``conv_transpose(x_dot, kernel)`` written as the transpose of a DownConv form, so that its own
   transpose, UpConv's input gradient, is that form: the input gradient of a 4x4 / stride-2 'SAME'
   transposed convolution is the strided convolution of the output gradient with the kernel flipped
@@ -184,7 +185,7 @@ def _input_tangent(x_dot, kernel, precision, form):
   n, h, w, _ = x_dot.shape
   flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2)
   out = jax.ShapeDtypeStruct((n, 2 * h, 2 * w, kernel.shape[-1]), jnp.result_type(x_dot, kernel))
-  return jax.linear_transpose(lambda dy: _DOWNCONV[form](dy, flipped, precision), out)(x_dot)[0]
+  return jax.linear_transpose(lambda dy: _downconv_form(form, dy, flipped, precision, kernel_tangent), out)(x_dot)[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -362,7 +363,7 @@ def _downconv_s2d_matmul(x, kernel, precision):
   return functools.reduce(operator.add, taps)
 
 
-def _downconv_im2col(x, kernel, precision):
+def _downconv_im2col(x, kernel, precision, kernel_tangent=False):
   """The sixteen strided views of the 'SAME'-padded input side by side as (pixels, 16 C) patches,
   then one matmul (see :func:`_im2col_matmul`); meant for the kernel gradient.
 
@@ -376,12 +377,20 @@ def _downconv_im2col(x, kernel, precision):
   xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
   patches = jnp.stack(
     [xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)], axis=3)
-  y = _im2col_matmul(patches.reshape(n * ho * wo, 16 * c), kernel.reshape(16 * c, -1), precision)
+  y = _im2col_matmul(patches.reshape(n * ho * wo, 16 * c), kernel.reshape(16 * c, -1), precision, kernel_tangent)
   return y.reshape(n, ho, wo, -1)
 
 
 _DOWNCONV = {"xla": _downconv_xla, "s2d_conv": _downconv_s2d_conv, "s2d_matmul": _downconv_s2d_matmul,
              "im2col": _downconv_im2col}
+
+
+def _downconv_form(form, x, kernel, precision, kernel_tangent=False):
+  """``_DOWNCONV[form]``; ``kernel_tangent`` marks a use whose transpose in the kernel is taken (see
+  :func:`_im2col_matmul`)."""
+  if form == "im2col":
+    return _downconv_im2col(x, kernel, precision, kernel_tangent)
+  return _DOWNCONV[form](x, kernel, precision)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -401,7 +410,7 @@ def _downconv_mixed_jvp(precision, forward, input_grad, kernel_grad, primals, ta
     terms.append(_DOWNCONV[input_grad](x_dot, kernel, precision))
   if not isinstance(kernel_dot, SymbolicZero):
     # Remat keeps x as the residual, not the im2col patches or space-to-depth copies built from it.
-    tangent = jax.checkpoint(_DOWNCONV[kernel_grad], static_argnums=(2,))
+    tangent = jax.checkpoint(functools.partial(_downconv_form, kernel_grad, kernel_tangent=True), static_argnums=(2,))
     terms.append(tangent(x, kernel_dot, precision))
   return y, functools.reduce(operator.add, terms)
 
@@ -419,8 +428,8 @@ def downconv(x, kernel, *, impl="auto", precision=None, forms=None):
   for f in forms:
     if f not in DOWNCONV_FORMS:
       raise ValueError(f"downconv form must be one of {DOWNCONV_FORMS}, got {f!r}")
-  if len(set(forms)) == 1:
-    return _DOWNCONV[forms[0]](x, kernel, precision)
+  if len(set(forms)) == 1:  # plain autodiff: its kernel gradient is the transpose of this
+    return _downconv_form(forms[0], x, kernel, precision, kernel_tangent=True)
   return _downconv_mixed(x, kernel, precision, *forms)
 
 

@@ -9,7 +9,6 @@ loop.run (progress, NaN stop, signals), Checkpoints, TensorBoard and PNG strips.
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -20,7 +19,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from aigc_jax import damage, data, feature_loss, images, loop, parallel, steps, summary
+from aigc_jax import damage, data, feature_loss, files, images, loop, parallel, steps, summary
 from aigc_jax.checkpoint import Checkpoints
 from aigc_jax.errors import UserError
 from aigc_jax.metrics import image_quality
@@ -145,6 +144,9 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
   With `feature_weight` > 0 the generator loss adds that times the classifier feature loss
   against the clean images (`state.features`, frozen).
   """
+  if feature_weight and state.features is None:
+    raise ValueError(f"feature_weight={feature_weight} needs state.features, the frozen classifier "
+                     "(feature_loss.load(feature_workdir, channels)); this state has none")
   clean = batch["image"]
   rng = jax.random.fold_in(state.rng, state.step)
   g_in, cond, known = degrade(state, rng, clean, axis_name)
@@ -189,7 +191,7 @@ def apply_generator(state: I2IState, g_in):
 
 def load_state(workdir, config=None) -> tuple[ml_collections.ConfigDict, I2IState]:
   """The config saved in `workdir` and its latest checkpointed state; a given `config` must match it."""
-  workdir = Path(workdir)
+  workdir = files.path(workdir)
   cfg_file = workdir / "config.json"
   ckpt = Checkpoints(workdir / "checkpoints", read_only=True)
   step = ckpt.latest_step()
@@ -234,7 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains until config.train.num_steps, writes strips and metrics.json, returns the test metrics."""
   validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
-  workdir = Path(workdir)
+  workdir = files.path(workdir)
   source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
                      process_count=jax.process_count())
   test_source = data.load(config.data, seed=config.seed, split_key="test_split") if config.data.test_split else None
@@ -251,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   is_main = jax.process_index() == 0
   if is_main:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
   writer = summary.Writer(workdir / "tensorboard")
   t = config.train
   host_batches = data.batches(source, config.data, batch_size=t.batch_size // jax.process_count(),
@@ -287,7 +289,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       result.update(evaluate(host_state(dstate), clean))
       result["test_examples"] = len(clean)
     if is_main:
-      (workdir / "metrics.json").write_text(json.dumps(result, indent=1) + "\n")
+      files.write_text(workdir / "metrics.json", json.dumps(result, indent=1) + "\n")
     return result
   finally:
     ckpt.close()

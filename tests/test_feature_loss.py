@@ -100,3 +100,10 @@ def test_missing_or_wrong_classifier_is_a_clear_error(classifier_workdir, tmp_pa
     feature_loss.load(str(tmp_path / "sr"), 1)
   with pytest.raises(UserError, match="needs config.train.feature_workdir"):
     image2image.validate(with_overrides(enhance_configs.get_config("smoke"), **{"train.feature_weight": 1.0}), 1)
+
+
+def test_step_without_the_classifier_says_so(classifier_workdir):
+  state = _sr_state(classifier_workdir).replace(features=None)
+  batch = {"image": jnp.zeros((8, 16, 16, 1))}
+  with pytest.raises(ValueError, match=r"feature_weight=0.5 needs state.features"):
+    image2image.train_step(state, batch, feature_weight=0.5)

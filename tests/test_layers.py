@@ -374,19 +374,24 @@ def test_downconv_auto_picks_per_shape():
   assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("k, out", [(48, 64), (512, 64), (64, 32)])
-def test_im2col_kernel_gradient_puts_the_longer_axis_minor(k, out):
+def test_im2col_kernel_gradient_puts_the_longer_axis_minor(k, out, threads, monkeypatch):
   """The compiled kernel gradient's matmul yields (K, out) or (out, K), whichever has the longer
-  minor axis (the fast orientation on XLA:CPU), and equals patches^T @ dy either way."""
+  minor axis (the fast orientation on XLA:CPU); with more than one thread, (out, K) takes dy^T as
+  an (out, pixels) operand. It equals patches^T @ dy either way."""
+  monkeypatch.setattr(layers, "_cpu_threads", lambda: threads)
   rng = np.random.default_rng(0)
   patches, kernel = jnp.asarray(rng.standard_normal((96, k))), jnp.zeros((k, out))
   dy = jnp.asarray(rng.standard_normal((96, out)))
-  grad = jax.jit(lambda patches, dy: jax.linear_transpose(
-    lambda w: layers._im2col_matmul(patches, w, None), kernel)(dy)[0])
-  hlo = grad.lower(patches, dy).compile().as_text()
+  grad = lambda patches, dy: jax.linear_transpose(lambda w: layers._im2col_matmul(patches, w, None), kernel)(dy)[0]
+  hlo = jax.jit(grad).lower(patches, dy).compile().as_text()
   dots = re.findall(r"= (f32\[\d+,\d+\])\S* dot\(", hlo)
   assert dots == [f"f32[{k},{out}]" if k < out else f"f32[{out},{k}]"]
-  np.testing.assert_allclose(grad(patches, dy), patches.T @ dy, rtol=1e-5, atol=1e-4)
+  operands = [tuple(v.aval.shape) for e in jax.make_jaxpr(grad)(patches, dy).eqns
+              if e.primitive.name == "dot_general" for v in e.invars]
+  assert ((out, 96) in operands) == (k >= out and threads > 1)
+  np.testing.assert_allclose(jax.jit(grad)(patches, dy), patches.T @ dy, rtol=1e-5, atol=1e-4)
 
 
 def test_im2col_forward_use_is_a_plain_matmul():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -140,7 +141,23 @@ def _im2col_matmul(patches, kernel, precision, kernel_tangent=True):
   patches) that form would only add a transposed copy of the kernel, so it is a plain matmul."""
   if not kernel_tangent or patches.shape[-1] < kernel.shape[-1]:
     return jnp.dot(patches, kernel, precision=precision)
+  if patches.size <= _DY_T_MAX_PATCHES and _cpu_threads() > 1:
+    # Transposed, dy^T becomes a materialized (out, pixels) operand of the same (out, K) product,
+    # which XLA:CPU splits better across threads; on one thread, or with more pixels, it loses.
+    y = jnp.einsum("ok,mk->om", lax.optimization_barrier(kernel.T), patches, precision=precision)
+    return lax.optimization_barrier(y).T
   return jnp.einsum("ok,mk->mo", lax.optimization_barrier(kernel.T), patches, precision=precision)
+
+
+# Patch matrices up to this many elements (4096 pixels x 1024, the 32x32 DCGAN's) take the
+# (out, pixels) dy^T operand when XLA:CPU has more than one thread: whole 32x32 steps 2.7% faster on
+# two threads, 64x64 (16,384-pixel products above the limit) unchanged; 1.9% slower on one thread.
+_DY_T_MAX_PATCHES = 4096 * 1024
+
+
+def _cpu_threads() -> int:
+  """The CPUs this process may run on, which is how many threads XLA:CPU's pool starts with."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _phase_im2col(x, kernel, precision):

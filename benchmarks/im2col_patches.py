@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aigc_jax import host_memory  # noqa: E402
+from benchmarks.timing import median_ms  # noqa: E402
 
 # (size, channels): the image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
 # D 32x32x64 at 64x64.
@@ -41,16 +41,6 @@ def paired(x):
   xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h // 2 + 1, 2, w // 2 + 1, 2 * c)
   views = [xp[:, qy : qy + h // 2, ry, qx : qx + w // 2] for qy in range(2) for ry in range(2) for qx in range(2)]
   return jnp.stack(views, axis=3).reshape(-1, 16 * c)
-
-
-def median_ms(fn, args, reps):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return 1e3 * float(np.median(times))
 
 
 def main():

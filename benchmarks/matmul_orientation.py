@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
 from aigc_jax import host_memory  # noqa: E402
+from benchmarks.timing import median_ms  # noqa: E402
 
 # (pixels, K, out): G 8x8x128 -> 64 per phase, D 16x16x64 -> 128, G 4x4x256 -> 128 per phase,
 # D 32x32x3 -> 64 (the image layer), G 16x16x64 -> 3 from patches of dY (48 wide) times x (64).
@@ -34,16 +34,6 @@ FORMS = {
   "(dY^T P)^T": lambda p, d: (d.T @ p).T,
   "barrier(dY^T P)^T": lambda p, d: lax.optimization_barrier(d.T @ p).T,
 }
-
-
-def median_ms(fn, args, reps):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(reps):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return 1e3 * float(np.median(times))
 
 
 def main():

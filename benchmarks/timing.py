@@ -1,4 +1,4 @@
-"""What the step benchmarks share: a synthetic batch of a config's shape, and timing in alternating rounds.
+"""What the benchmarks share: a synthetic batch of a config's shape, timing in alternating rounds, medians.
 
 Alternating rounds (contender A, B, ..., then A, B, ... again) let load from other processes hit
 every contender alike; medians over rounds are then comparable on a busy machine.
@@ -30,6 +30,17 @@ def alternate(runs: dict, rounds: int, steps_per_round: int) -> dict:
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - t0) / steps_per_round)
   return times
+
+
+def median_ms(fn, args, reps: int) -> float:
+  """Median milliseconds of `fn(*args)` over `reps` calls, after one untimed call (compilation)."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return 1e3 * float(np.median(times))
 
 
 def minor_page_faults() -> int:

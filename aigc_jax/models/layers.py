@@ -30,10 +30,6 @@ IMPLS = ("auto", "fast", "xla")
 KERNEL_GRADS = ("im2col", "matmul", "conv", "dy_im2col")
 FORWARDS = ("xla", "phase")
 
-# From this many output features on, the kernel gradient from per-phase patches of the input
-# ('im2col') beats the one from patches of the output gradient ('dy_im2col'), whose patches are
-# narrower for the generator's halving widths; both in whole train steps at 32x32 and 64x64.
-_PHASE_IM2COL_MIN_FEATURES = 128
 # From this input size on, XLA:CPU's lhs-dilated convolution (the forward pass of
 # conv_transpose) loses to the stride-1 2x2 one in _phase_shift_conv; on 4x4
 # inputs it wins (benchmarks/upconv.py).
@@ -265,7 +261,9 @@ def upconv(
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
-      kernel_grad = "im2col" if kernel.shape[-1] >= _PHASE_IM2COL_MIN_FEATURES else "dy_im2col"
+      # Patches of the output gradient: at least as fast as per-phase patches of the input
+      # ('im2col') in whole train steps at 32x32 and 64x64 on one thread, about 1% faster on two.
+      kernel_grad = "dy_im2col"
     if forward is None:
       forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
     if input_grad is None:  # DownConv's fastest forward form on the output gradient's shape.

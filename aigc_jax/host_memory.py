@@ -10,8 +10,8 @@ freed (``trim_threshold``), so after the first steps a step faults nothing; on g
 transparent huge pages available, the heap also asks for 2 MiB pages (``hugetlb=1``), which makes
 the first steps' faults 500 times fewer. The price: the process keeps its peak memory until it
 exits, and with one malloc arena XLA's threads contend for it: compiling took 9.3 s instead of
-5.8 s on 2 cores (once per config with the persistent compilation cache), and the step run alone
-was 2 to 7% slower with two threads. What it buys is a step that stays fast when other work on
+5.8 s on 2 cores (once per config with the persistent compilation cache), and run alone with two
+threads some steps got slower and others faster (README, Train step). What it buys is a step that stays fast when other work on
 the machine allocates memory (README, Performance). Hosts with a GPU or TPU, where the step does
 not run on the CPU, are left alone. Tunables are read when a process starts, hence the restart
 (:func:`reexec`). Results do not change; ``AIGC_HOST_MEMORY=off`` keeps the process as it is, and

@@ -3,7 +3,7 @@
   python benchmarks/im2col_patches.py [--reps 15]
 
 `strided`: the sixteen stride-2 views of the padded input joined by `concatenate` on the channel
-axis (the textbook im2col). `paired` (what `layers._downconv_im2col` does): the padded rows read as
+axis (the textbook im2col). `paired` (`layers._downconv_patches`, what DownConv uses): the padded rows read as
 (W / 2, 2 C), which puts each pair of horizontal taps side by side in memory, so the same patches
 are eight unit-stride views of 2 C channels stacked on a new axis. Both give the same array
 (checked); shapes are the DCGAN discriminators' inputs and the generators' output gradients at
@@ -22,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aigc_jax import host_memory  # noqa: E402
+from aigc_jax.models import layers  # noqa: E402
 from benchmarks.timing import median_ms  # noqa: E402
 
 # (size, channels): the image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
@@ -37,10 +38,7 @@ def strided(x):
 
 
 def paired(x):
-  n, h, w, c = x.shape
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, h // 2 + 1, 2, w // 2 + 1, 2 * c)
-  views = [xp[:, qy : qy + h // 2, ry, qx : qx + w // 2] for qy in range(2) for ry in range(2) for qx in range(2)]
-  return jnp.stack(views, axis=3).reshape(-1, 16 * c)
+  return layers._downconv_patches(x).reshape(-1, 16 * x.shape[-1])
 
 
 def main():

@@ -1,6 +1,7 @@
 """Per-layer times of the DCGAN convolutions in JAX (the project's DownConv / UpConv) and PyTorch eager.
 
-  python benchmarks/layers_vs_pytorch.py --torch_python /work/torchvenv/bin/python [--resolution 32] [--reps 7] [--threads 1]
+  python benchmarks/layers_vs_pytorch.py --torch_python /work/torchvenv/bin/python \
+      [--resolution 32] [--reps 7] [--threads 1]
 
 For every discriminator (4x4 / stride-2 convolution) and generator (4x4 / stride-2 transposed
 convolution) layer of the DCGAN at --resolution with features 64 and batch 64, times the forward

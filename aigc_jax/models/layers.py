@@ -146,8 +146,8 @@ def _im2col_matmul(patches, kernel, precision, kernel_tangent=True):
 
 
 # Patch matrices up to this many elements (4096 pixels x 1024, the 32x32 DCGAN's) take the
-# (out, pixels) dy^T operand when XLA:CPU has more than one thread: whole 32x32 steps 2.7% faster on
-# two threads, 64x64 (16,384-pixel products above the limit) unchanged; 1.9% slower on one thread.
+# (out, pixels) dy^T operand when XLA:CPU has more than one thread: faster whole 32x32 steps on two
+# threads, 64x64 (16,384-pixel products above the limit) unchanged, slower on one thread (README).
 _DY_T_MAX_PATCHES = 4096 * 1024
 
 
@@ -261,8 +261,8 @@ def upconv(
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
-      # Patches of the output gradient: at least as fast as per-phase patches of the input
-      # ('im2col') in whole train steps at 32x32 and 64x64 on one thread, about 1% faster on two.
+      # Patches of the output gradient: in whole train steps at 32x32 and 64x64 a tie with
+      # per-phase patches of the input ('im2col') on one thread and slightly faster on two (README).
       kernel_grad = "dy_im2col"
     if forward is None:
       forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
@@ -378,13 +378,12 @@ def _downconv_s2d_matmul(x, kernel, precision):
   return functools.reduce(operator.add, taps)
 
 
-def _downconv_im2col(x, kernel, precision, kernel_tangent=False):
-  """The sixteen strided views of the 'SAME'-padded input side by side as (pixels, 16 C) patches,
-  then one matmul (see :func:`_im2col_matmul`); meant for the kernel gradient.
+def _downconv_patches(x):
+  """The sixteen strided views of the 'SAME'-padded input side by side, (N, Ho, Wo, 16 C).
 
   Pairs of horizontal taps (kx = 2 qx + rx) are adjacent in memory once the padded rows are read as
-  (W / 2, 2 C), so the patches are 8 unit-stride views of 2 C channels, stacked on a new axis: XLA:CPU
-  builds that 1.2 to 2.4x faster than 16 strided views joined by ``concatenate``
+  (W / 2, 2 C), so the patches are 8 unit-stride views of 2 C channels, stacked on a new axis:
+  XLA:CPU builds that 1.2 to 2.4x faster than 16 strided views joined by ``concatenate``
   (benchmarks/im2col_patches.py)."""
   n, h, w, c = x.shape
   ho, pad_h = _same_pads(h)
@@ -392,7 +391,14 @@ def _downconv_im2col(x, kernel, precision, kernel_tangent=False):
   xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
   patches = jnp.stack(
     [xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)], axis=3)
-  y = _im2col_matmul(patches.reshape(n * ho * wo, 16 * c), kernel.reshape(16 * c, -1), precision, kernel_tangent)
+  return patches.reshape(n, ho, wo, 16 * c)
+
+
+def _downconv_im2col(x, kernel, precision, kernel_tangent=False):
+  """:func:`_downconv_patches` as (pixels, 16 C), then one matmul (see :func:`_im2col_matmul`)."""
+  patches = _downconv_patches(x)
+  n, ho, wo, k = patches.shape
+  y = _im2col_matmul(patches.reshape(n * ho * wo, k), kernel.reshape(k, -1), precision, kernel_tangent)
   return y.reshape(n, ho, wo, -1)
 
 
@@ -463,8 +469,8 @@ def _fast_downconv_forms(x_shape):
   XLA:CPU's strided convolution is its fastest forward on most DCGAN layers, but loses to matmuls
   on small maps and to the space-to-depth convolution on the image; its input gradient (an
   lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
-  gradient to one im2col matmul on the image and from 16x16 maps on; on deep, small maps four thick matmuls win
-  throughout. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a form's
+  gradient to one im2col matmul on the image and from 16x16 maps on; on deep, small maps four thick
+  matmuls win throughout. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a form's
   cost in a step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
   UpConv's input gradient takes the forward form chosen here for its output gradient's shape.
   """

@@ -1,17 +1,22 @@
-"""Whole train step with the discriminator's convolutions as XLA's op vs DownConv's CPU forms.
+"""Whole train step with the DCGAN's convolutions as XLA's ops vs the CPU forms of DownConv / UpConv.
 
   python benchmarks/downconv_step.py --config configs/dcgan.py:seed64 --batch_size 64 --rounds 4
   python benchmarks/downconv_step.py --impls auto --variants "16x64=xla/s2d_matmul/xla"
+  python benchmarks/downconv_step.py --impls auto --variants upconv_kernel_grad=im2col --variants dy_t_max_patches=0
 
 Compiles the step once per `model.downconv_impl` (same initial state, same batch) and times them
 in alternating rounds, so that load from other processes hits both alike; prints the median
-ms/step of each and the speed-up. `--variants` adds steps whose per-shape choice of DownConv forms
-(`layers._fast_downconv_forms`, which `auto` uses on CPU) is overridden for some input shapes,
-SIDExCHANNELS=forward/input_grad/kernel_grad, several joined by '+': how the per-shape choices in
-`aigc_jax/models/layers.py` were checked in whole steps, where a form's cost (memory traffic,
-cache) differs from its cost alone (benchmarks/conv_forms.py). UpConv's input gradient uses the
-forward form chosen for its output gradient's shape, so a forward override applies there too
-(at 32x32, 8x8x128 is also the output gradient of the generator's first layer). The last line is JSON.
+ms/step of each and the speed-up. `--variants` adds `auto` steps with some of the per-shape choices
+in `aigc_jax/models/layers.py` overridden, items joined by '+':
+- SIDExCHANNELS=forward/input_grad/kernel_grad: DownConv's forms for that input shape
+  (`layers._fast_downconv_forms`). UpConv's input gradient uses the forward form chosen for its
+  output gradient's shape, so a forward override applies there too (at 32x32, 8x8x128 is also the
+  output gradient of the generator's first layer).
+- upconv_kernel_grad=FORM: UpConv's kernel-gradient form on every layer (`layers.KERNEL_GRADS`).
+- dy_t_max_patches=N: the largest patch matrix (elements) whose kernel-gradient product takes dY
+  transposed when XLA has more than one thread (0: never).
+This is how those choices were checked in whole steps, where a form's cost (memory traffic, cache)
+differs from its cost alone (benchmarks/conv_forms.py, benchmarks/upconv.py). The last line is JSON.
 """
 
 import json
@@ -33,26 +38,41 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_list("impls", ["xla", "auto"], "model.downconv_impl values to compare.")
-flags.DEFINE_multi_string("variants", [], "auto with forms overridden per input shape, e.g. "
-                          "16x64=xla/s2d_matmul/xla+8x128=im2col/s2d_matmul/xla.")
+flags.DEFINE_multi_string("variants", [], "auto with choices overridden, e.g. "
+                          "16x64=xla/s2d_matmul/xla+8x128=im2col/s2d_matmul/xla, upconv_kernel_grad=im2col, "
+                          "dy_t_max_patches=0.")
 flags.DEFINE_integer("rounds", 5, "Alternating timing rounds.")
 flags.DEFINE_integer("steps", 0, "Steps per round (default: 3 at 32x32, 1 at 64x64).")
 
 
+# Module-level choices in aigc_jax/models/layers.py a variant may set: name -> (attribute, parse).
+KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", str), "dy_t_max_patches": ("_DY_T_MAX_PATCHES", int)}
+
+
 def parse_variant(text):
-  """'16x64=xla/s2d_matmul/xla+...' -> {(16, 64): ('xla', 's2d_matmul', 'xla'), ...}."""
-  table = {}
+  """'16x64=xla/s2d_matmul/xla+upconv_kernel_grad=im2col' -> ({(16, 64): forms}, {attribute: value})."""
+  table, knobs = {}, {}
   for item in text.split("+"):
+    key, _, value = item.partition("=")
+    if key in KNOBS:
+      attr, parse = KNOBS[key]
+      try:
+        knobs[attr] = parse(value)
+      except ValueError:
+        raise SystemExit(f"error: bad value in {item!r}; {key} takes an integer")
+      if key == "upconv_kernel_grad" and value not in layers.KERNEL_GRADS:
+        raise SystemExit(f"error: bad form in {item!r}; one of {layers.KERNEL_GRADS}")
+      continue
     try:
-      shape, forms = item.split("=")
-      side, channels = (int(v) for v in shape.split("x"))
-      forms = tuple(forms.split("/"))
+      side, channels = (int(v) for v in key.split("x"))
+      forms = tuple(value.split("/"))
     except ValueError:
-      raise SystemExit(f"error: bad --variants item {item!r}; use SIDExCHANNELS=forward/input_grad/kernel_grad")
+      raise SystemExit(f"error: bad --variants item {item!r}; use SIDExCHANNELS=forward/input_grad/kernel_grad "
+                       f"or one of {sorted(KNOBS)}=VALUE")
     if len(forms) != 3 or any(f not in layers.DOWNCONV_FORMS for f in forms):
       raise SystemExit(f"error: bad forms in {item!r}; three of {layers.DOWNCONV_FORMS} joined by '/'")
     table[(side, channels)] = forms
-  return table
+  return table, knobs
 
 
 def overridden(table):
@@ -67,16 +87,21 @@ def main(_):
   dp = parallel.DataParallel(config.train.parallel, devices=jax.devices()[:1])
   batch = synthetic_batch(dp, config, FLAGS.batch_size)
   runs = {}
-  choose = layers._fast_downconv_forms
+  variants = {v: parse_variant(v) for v in FLAGS.variants}  # all checked before anything compiles
+  saved = {attr: getattr(layers, attr) for attr in ["_fast_downconv_forms"] + [a for a, _ in KNOBS.values()]}
   for impl in FLAGS.impls + FLAGS.variants:
     config.model.downconv_impl = impl if impl in FLAGS.impls else "auto"
     if impl not in FLAGS.impls:
-      layers._fast_downconv_forms = overridden(parse_variant(impl))
+      table, knobs = variants[impl]
+      layers._fast_downconv_forms = overridden(table)
+      for attr, value in knobs.items():
+        setattr(layers, attr, value)
     try:
       state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
       step = dp.step(steps.train_step, loss=config.train.loss, donate=False).lower(state, batch).compile()
     finally:
-      layers._fast_downconv_forms = choose
+      for attr, value in saved.items():
+        setattr(layers, attr, value)
     jax.block_until_ready(step(state, batch))
     runs[impl] = (step, state)
   n = FLAGS.steps or (3 if res <= 32 else 1)

@@ -35,6 +35,11 @@ FORWARDS = ("xla", "phase")
 # inputs it wins (benchmarks/upconv.py).
 _PHASE_FORWARD_MIN_SIZE = 8
 
+# UpConv's kernel gradient: patches of the output gradient. In whole train steps at 32x32 and 64x64
+# a tie with per-phase patches of the input ('im2col') on one thread and slightly faster on two
+# (benchmarks/downconv_step.py --variants upconv_kernel_grad=im2col; README).
+_UPCONV_KERNEL_GRAD = "dy_im2col"
+
 
 def _conv_transpose(x, kernel, strides, precision):
   """Exactly what ``nn.ConvTranspose(padding='SAME')`` computes."""
@@ -261,9 +266,7 @@ def upconv(
   strides = tuple(strides)
   if resolve_impl(impl) == "fast" and kernel.shape[:2] == (4, 4) and strides == (2, 2):
     if kernel_grad is None:
-      # Patches of the output gradient: in whole train steps at 32x32 and 64x64 a tie with
-      # per-phase patches of the input ('im2col') on one thread and slightly faster on two (README).
-      kernel_grad = "dy_im2col"
+      kernel_grad = _UPCONV_KERNEL_GRAD
     if forward is None:
       forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
     if input_grad is None:  # DownConv's fastest forward form on the output gradient's shape.

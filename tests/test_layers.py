@@ -368,7 +368,9 @@ def test_downconv_auto_picks_per_shape():
   assert forms((64, 32, 32, 3)) == ("s2d_conv", "xla", "im2col")
   assert forms((64, 32, 32, 64)) == ("xla", "s2d_conv", "im2col")
   assert forms((64, 16, 16, 64)) == ("xla", "s2d_matmul", "im2col")
-  assert forms((64, 8, 8, 128)) == ("im2col", "s2d_matmul", "xla")
+  assert forms((64, 8, 8, 128)) == ("im2col", "im2col", "xla")
+  assert forms((64, 16, 16, 128)) == ("im2col",) * 3
+  assert forms((64, 32, 32, 128)) == ("xla", "s2d_conv", "im2col")
   x, k = jnp.ones((1, 2, 2, 256)), jnp.ones((4, 4, 256, 2))
   assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="xla"))(x, k))
   assert "dot_general" in str(jax.make_jaxpr(lambda x, k: layers.downconv(x, k, impl="auto"))(x, k))

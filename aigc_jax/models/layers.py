@@ -464,6 +464,8 @@ _IMAGE_MAX_CHANNELS = 4
 _IM2COL_FORWARD_MAX_SIZE = 8
 _S2D_CONV_INPUT_GRAD_MIN_SIZE = 32
 _IM2COL_KERNEL_GRAD_MIN_SIZE = 16
+_IM2COL_WIDE_MIN_CHANNELS = 128  # with maps up to _IM2COL_WIDE_MAX_SIZE: im2col forward and input gradient
+_IM2COL_WIDE_MAX_SIZE = 16
 
 
 def _fast_downconv_forms(x_shape):
@@ -473,8 +475,9 @@ def _fast_downconv_forms(x_shape):
   on small maps and to the space-to-depth convolution on the image; its input gradient (an
   lhs-dilated convolution) loses to the space-to-depth forms past the image layer, its kernel
   gradient to one im2col matmul on the image and from 16x16 maps on; on deep, small maps four thick
-  matmuls win throughout. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a form's
-  cost in a step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
+  matmuls win throughout, and on 8x8 and 16x16 maps of 128 to 255 channels the im2col forward and
+  input gradient do. Settled on whole train steps (benchmarks/downconv_step.py --variants), since a
+  form's cost in a step (memory traffic, cache) differs from its cost alone (benchmarks/conv_forms.py).
   UpConv's input gradient takes the forward form chosen here for its output gradient's shape.
   """
   channels, size = x_shape[-1], min(x_shape[-3:-1])
@@ -482,8 +485,12 @@ def _fast_downconv_forms(x_shape):
     return ("s2d_matmul",) * 3
   if channels <= _IMAGE_MAX_CHANNELS:
     return ("s2d_conv", "xla", "im2col")
-  forward = "im2col" if size <= _IM2COL_FORWARD_MAX_SIZE else "xla"
-  input_grad = "s2d_conv" if size >= _S2D_CONV_INPUT_GRAD_MIN_SIZE else "s2d_matmul"
+  wide = channels >= _IM2COL_WIDE_MIN_CHANNELS and size <= _IM2COL_WIDE_MAX_SIZE
+  forward = "im2col" if size <= _IM2COL_FORWARD_MAX_SIZE or wide else "xla"
+  if size >= _S2D_CONV_INPUT_GRAD_MIN_SIZE:
+    input_grad = "s2d_conv"
+  else:
+    input_grad = "im2col" if wide else "s2d_matmul"
   kernel_grad = "im2col" if size >= _IM2COL_KERNEL_GRAD_MIN_SIZE else "xla"
   return (forward, input_grad, kernel_grad)
 

@@ -15,6 +15,8 @@ in `aigc_jax/models/layers.py` overridden, items joined by '+':
 - upconv_kernel_grad=FORM: UpConv's kernel-gradient form on every layer (`layers.KERNEL_GRADS`).
 - dy_t_max_patches=N: the largest patch matrix (elements) whose kernel-gradient product takes dY
   transposed when XLA has more than one thread (0: never).
+- phase_forward_min_size=N: the smallest input side on which UpConv's forward is the stride-1
+  phase convolution (XLA's transposed convolution below).
 This is how those choices were checked in whole steps, where a form's cost (memory traffic, cache)
 differs from its cost alone (benchmarks/conv_forms.py, benchmarks/upconv.py). The last line is JSON.
 """
@@ -46,7 +48,8 @@ flags.DEFINE_integer("steps", 0, "Steps per round (default: 3 at 32x32, 1 at 64x
 
 
 # Module-level choices in aigc_jax/models/layers.py a variant may set: name -> (attribute, parse).
-KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", str), "dy_t_max_patches": ("_DY_T_MAX_PATCHES", int)}
+KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", str), "dy_t_max_patches": ("_DY_T_MAX_PATCHES", int),
+         "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", int)}
 
 
 def parse_variant(text):

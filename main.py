@@ -47,7 +47,8 @@ MODES = {"gan": ("train", "sample", "eval", "probe", "explore"), "classifier": (
          "repair": ("train", "repair"), "enhance": ("train", "enhance")}
 MODE_CONFIGS = {
     "train": "", "sample": "Use a GAN config, e.g. configs/dcgan.py:digits.",
-    "eval": "Use a GAN config, e.g. configs/dcgan.py:digits.", "probe": "Use a GAN config, e.g. configs/dcgan.py:digits.",
+    "eval": "Use a GAN config, e.g. configs/dcgan.py:digits.",
+    "probe": "Use a GAN config, e.g. configs/dcgan.py:digits.",
     "explore": "Use a GAN config, e.g. configs/sngan.py:digits.",
     "classify": "Use a classifier config, e.g. configs/classifier.py:mnist.",
     "repair": "Use a repair config, e.g. configs/repair.py:mnist.",

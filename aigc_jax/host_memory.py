@@ -11,11 +11,12 @@ transparent huge pages available, the heap also asks for 2 MiB pages (``hugetlb=
 the first steps' faults 500 times fewer. The price: the process keeps its peak memory until it
 exits, and with one malloc arena XLA's threads contend for it: compiling took 9.3 s instead of
 5.8 s on 2 cores (once per config with the persistent compilation cache), and run alone with two
-threads some steps got slower and others faster (README, Train step). What it buys is a step that stays fast when other work on
-the machine allocates memory (README, Performance). Hosts with a GPU or TPU, where the step does
-not run on the CPU, are left alone. Tunables are read when a process starts, hence the restart
-(:func:`reexec`). Results do not change; ``AIGC_HOST_MEMORY=off`` keeps the process as it is, and
-a ``GLIBC_TUNABLES`` that already sets any ``glibc.malloc.*`` tunable is left alone.
+threads some steps got slower and others faster (README, Train step). What it buys is a step
+that stays fast when other work on the machine allocates memory (README, Performance). Hosts with
+a GPU or TPU, where the step does not run on the CPU, are left alone. Tunables are read when a
+process starts, hence the restart (:func:`reexec`). Results do not change; ``AIGC_HOST_MEMORY=off``
+keeps the process as it is, and a ``GLIBC_TUNABLES`` that already sets any ``glibc.malloc.*``
+tunable is left alone.
 """
 
 from __future__ import annotations

@@ -154,8 +154,10 @@ class Accuracy:
 
 
 def scores(out, clean, region=None, border=0):
-  out, clean = image_quality.crop_border(jnp.asarray(out), border), image_quality.crop_border(jnp.asarray(clean), border)
-  row = {"psnr": float(jnp.mean(image_quality.psnr(out, clean))), "ssim": float(jnp.mean(image_quality.ssim(out, clean)))}
+  out = image_quality.crop_border(jnp.asarray(out), border)
+  clean = image_quality.crop_border(jnp.asarray(clean), border)
+  row = {"psnr": float(jnp.mean(image_quality.psnr(out, clean))),
+         "ssim": float(jnp.mean(image_quality.ssim(out, clean)))}
   if region is not None:
     row["psnr_hole"] = float(jnp.mean(image_quality.psnr(out, clean, region=region)))
     row["ssim_hole"] = float(jnp.mean(image_quality.ssim(out, clean, region=region)))

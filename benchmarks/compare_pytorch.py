@@ -36,7 +36,8 @@ def parse_args(argv=None):
   p.add_argument("--steps", type=int, default=0, help="Steps per round (default: 5 at 32x32, 2 at 64x64).")
   p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   p.add_argument("--torch_malloc", choices=["same", "default"], default="same",
-                 help="'same': torch runs with this process's GLIBC_TUNABLES; 'default': without glibc.malloc.* tunables.")
+                 help="'same': torch runs with this process's GLIBC_TUNABLES; "
+                      "'default': without glibc.malloc.* tunables.")
   p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
   return p.parse_args(argv)
 

@@ -75,8 +75,9 @@ def main(_):
   diff = {name: max(float(np.max(np.abs(np.asarray(first[name][k]) - np.asarray(first[base][k]))))
                     for k in first[base]) for name in runs}
   for name in runs:
-    print(f"{name:<20} {ms[name]:8.1f} ms/step  (x{ms[base] / ms[name]:.2f} vs {base})  compile {compile_s[name]:.1f} s"
-          f"  metrics max diff {diff[name]:.1e}  rounds: " + " ".join(f"{1e3 * t:.0f}" for t in times[name]), flush=True)
+    print(f"{name:<20} {ms[name]:8.1f} ms/step  (x{ms[base] / ms[name]:.2f} vs {base})"
+          f"  compile {compile_s[name]:.1f} s  metrics max diff {diff[name]:.1e}  rounds: "
+          + " ".join(f"{1e3 * t:.0f}" for t in times[name]), flush=True)
   print(json.dumps(dict(benchmark="xla_options", jax=jax.__version__, resolution=res, batch_size=FLAGS.batch_size,
                         rounds=FLAGS.rounds, steps_per_round=n, options={k: OPTION_SETS[k] for k in runs},
                         ms_per_step={k: round(v, 1) for k, v in ms.items()}, metrics_max_diff=diff,

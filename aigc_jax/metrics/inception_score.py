@@ -30,7 +30,8 @@ def inception_score(preds, splits: int = 10, from_logits: bool = False) -> tuple
             raise ValueError(f"probabilities must be non-negative, got min {p.min():.3g}")
         worst = np.abs(p.sum(axis=1) - 1.0).max()
         if worst > 1e-3:
-            raise ValueError(f"probability rows must sum to 1 (max deviation {worst:.3g}); pass from_logits=True for logits")
+            raise ValueError(f"probability rows must sum to 1 (max deviation {worst:.3g}); "
+                             "pass from_logits=True for logits")
     scores = []
     for part in np.array_split(p, splits):
         py = part.mean(axis=0, keepdims=True)

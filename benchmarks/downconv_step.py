@@ -42,14 +42,27 @@ flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_list("impls", ["xla", "auto"], "model.downconv_impl values to compare.")
 flags.DEFINE_multi_string("variants", [], "auto with choices overridden, e.g. "
                           "16x64=xla/s2d_matmul/xla+8x128=im2col/s2d_matmul/xla, upconv_kernel_grad=im2col, "
-                          "dy_t_max_patches=0.")
+                          "dy_t_max_patches=0, phase_forward_min_size=16.")
 flags.DEFINE_integer("rounds", 5, "Alternating timing rounds.")
 flags.DEFINE_integer("steps", 0, "Steps per round (default: 3 at 32x32, 1 at 64x64).")
 
 
+def _kernel_grad_form(value):
+  if value not in layers.KERNEL_GRADS:
+    raise ValueError(f"must be one of {layers.KERNEL_GRADS}")
+  return value
+
+
+def _count(value):
+  if not value.isdigit():
+    raise ValueError("takes an integer >= 0")
+  return int(value)
+
+
 # Module-level choices in aigc_jax/models/layers.py a variant may set: name -> (attribute, parse).
-KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", str), "dy_t_max_patches": ("_DY_T_MAX_PATCHES", int),
-         "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", int)}
+KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", _kernel_grad_form),
+         "dy_t_max_patches": ("_DY_T_MAX_PATCHES", _count),
+         "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", _count)}
 
 
 def parse_variant(text):
@@ -61,10 +74,8 @@ def parse_variant(text):
       attr, parse = KNOBS[key]
       try:
         knobs[attr] = parse(value)
-      except ValueError:
-        raise SystemExit(f"error: bad value in {item!r}; {key} takes an integer")
-      if key == "upconv_kernel_grad" and value not in layers.KERNEL_GRADS:
-        raise SystemExit(f"error: bad form in {item!r}; one of {layers.KERNEL_GRADS}")
+      except ValueError as e:
+        raise SystemExit(f"error: bad value in {item!r}; {key} {e}")
       continue
     try:
       side, channels = (int(v) for v in key.split("x"))

@@ -37,6 +37,7 @@ OPTION_SETS = {
   "no_ynn": {"xla_cpu_experimental_ynn_fusion_type": ""},
   "fast_math": {"xla_cpu_enable_fast_math": True},
   "memory_scheduler": {"xla_cpu_enable_concurrency_optimized_scheduler": False},
+  "vector_width_512": {"xla_cpu_prefer_vector_width": 512},
 }
 
 FLAGS = flags.FLAGS

@@ -18,7 +18,8 @@ def test_variant_items_parse_into_forms_and_layer_knobs():
 
 
 @pytest.mark.parametrize("item, says", [
-    ("upconv_kernel_grad=bogus", "one of"), ("dy_t_max_patches=many", "integer"), ("phase_forward_min_size=-1", "integer"), ("16x64=xla/xla", "three of"),
+    ("upconv_kernel_grad=bogus", "one of"), ("dy_t_max_patches=many", "integer"),
+    ("phase_forward_min_size=-1", "integer"), ("16x64=xla/xla", "three of"),
     ("sixteen=xla/xla/xla", "SIDExCHANNELS"), ("16x64=xla/xla/fft", "three of")])
 def test_bad_variant_items_exit_with_a_message(item, says):
   with pytest.raises(SystemExit, match=says):

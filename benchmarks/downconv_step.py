@@ -17,6 +17,8 @@ in `aigc_jax/models/layers.py` overridden, items joined by '+':
   transposed when XLA has more than one thread (0: never).
 - phase_forward_min_size=N: the smallest input side on which UpConv's forward is the stride-1
   phase convolution (XLA's transposed convolution below).
+- pad_first=1: DownConv's im2col and space-to-depth views read from a padded copy of the input
+  (the earlier form) instead of each padding its own window.
 This is how those choices were checked in whole steps, where a form's cost (memory traffic, cache)
 differs from its cost alone (benchmarks/conv_forms.py, benchmarks/upconv.py). The last line is JSON.
 """
@@ -59,10 +61,17 @@ def _count(value):
   return int(value)
 
 
+def _flag(value):
+  if value not in ("0", "1"):
+    raise ValueError("takes 0 or 1")
+  return value == "1"
+
+
 # Module-level choices in aigc_jax/models/layers.py a variant may set: name -> (attribute, parse).
 KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", _kernel_grad_form),
          "dy_t_max_patches": ("_DY_T_MAX_PATCHES", _count),
-         "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", _count)}
+         "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", _count),
+         "pad_first": ("_PAD_FIRST", _flag)}
 
 
 def parse_variant(text):

@@ -10,16 +10,18 @@ from benchmarks import downconv_step
 
 def test_variant_items_parse_into_forms_and_layer_knobs():
   table, knobs = downconv_step.parse_variant(
-      "16x64=xla/s2d_matmul/im2col+upconv_kernel_grad=im2col+dy_t_max_patches=0+phase_forward_min_size=16")
+      "16x64=xla/s2d_matmul/im2col+upconv_kernel_grad=im2col+dy_t_max_patches=0+phase_forward_min_size=16"
+      "+pad_first=1")
   assert table == {(16, 64): ("xla", "s2d_matmul", "im2col")}
-  assert knobs == {"_UPCONV_KERNEL_GRAD": "im2col", "_DY_T_MAX_PATCHES": 0, "_PHASE_FORWARD_MIN_SIZE": 16}
+  assert knobs == {"_UPCONV_KERNEL_GRAD": "im2col", "_DY_T_MAX_PATCHES": 0, "_PHASE_FORWARD_MIN_SIZE": 16,
+                   "_PAD_FIRST": True}
   for attr in knobs:  # the names a variant sets are the ones layers.py reads
     assert hasattr(layers, attr)
 
 
 @pytest.mark.parametrize("item, says", [
     ("upconv_kernel_grad=bogus", "one of"), ("dy_t_max_patches=many", "integer"),
-    ("phase_forward_min_size=-1", "integer"), ("16x64=xla/xla", "three of"),
+    ("phase_forward_min_size=-1", "integer"), ("pad_first=yes", "0 or 1"), ("16x64=xla/xla", "three of"),
     ("sixteen=xla/xla/xla", "SIDExCHANNELS"), ("16x64=xla/xla/fft", "three of")])
 def test_bad_variant_items_exit_with_a_message(item, says):
   with pytest.raises(SystemExit, match=says):

@@ -308,6 +308,20 @@ def test_downconv_matches_conv(shape, features, use_bias):
     assert_trees_close(result, want, **TOL)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 6, 7])
+def test_downconv_views_pad_their_own_windows(width, monkeypatch):
+  """Each view pads only its own window of the input; the patches equal those sliced from a padded
+  copy (the earlier form), bit for bit, down to inputs of one pixel."""
+  for height in range(1, 10):
+    x = jax.random.normal(jax.random.key(height), (2, height, width, 3))
+    windowed = np.asarray(layers._downconv_patches(x))
+    monkeypatch.setattr(layers, "_PAD_FIRST", True)
+    padded = np.asarray(layers._downconv_patches(x))
+    monkeypatch.setattr(layers, "_PAD_FIRST", False)
+    np.testing.assert_array_equal(windowed, padded)
+    assert windowed.shape == (2, -(-height // 2), -(-width // 2), 48)
+
+
 def test_downconv_matches_lax_under_vmap_and_leading_batch_dims():
   x, params, cot = down_case((2, 3, 6, 6, 5), 7, use_bias=False)
   lax_conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (2, 2), "SAME",

@@ -373,28 +373,66 @@ def _downconv_s2d_conv(x, kernel, precision):
 
 
 def _downconv_s2d_matmul(x, kernel, precision):
-  """Four (pixels x 4C) @ (4C x O) matmuls on shifted views of the space-to-depth input."""
-  s, k2 = _space_to_depth(x), _fold_kernel(kernel)
-  ho, wo = s.shape[1] - 1, s.shape[2] - 1
-  taps = [jnp.einsum("nhwi,io->nhwo", s[:, qy : qy + ho, qx : qx + wo], k2[qy, qx], precision=precision)
+  """Four (pixels x 4C) @ (4C x O) matmuls on shifted views of the space-to-depth input, each built
+  from two of :func:`_downconv_views` (channels (ry, rx, C), as :func:`_fold_kernel` orders them)."""
+  views, k2 = _downconv_views(x), _fold_kernel(kernel)
+  n, ho, wo, c2 = views[0, 0, 0].shape
+  # Stacked on a new axis, not concatenated: XLA:CPU then fuses the views' padding into the copy.
+  taps = [jnp.einsum("nhwi,io->nhwo", jnp.stack([views[qy, 0, qx], views[qy, 1, qx]], axis=3).reshape(n, ho, wo, 2 * c2),
+                     k2[qy, qx], precision=precision)
           for qy in range(2) for qx in range(2)]
   return functools.reduce(operator.add, taps)
 
 
-def _downconv_patches(x):
-  """The sixteen strided views of the 'SAME'-padded input side by side, (N, Ho, Wo, 16 C).
+def _padded_window(x, windows):
+  """A window of x zero-padded, without the padded array: ``windows`` holds (axis, low padding,
+  start, count, step) per windowed axis, in padded coordinates. One slice of x, then one pad, which
+  XLA:CPU fuses into whatever reads the window; a padded copy of x read through slices is built as
+  its own pass (benchmarks/im2col_patches.py)."""
+  index, config, shape = [slice(None)] * x.ndim, [(0, 0, 0)] * x.ndim, list(x.shape)
+  empty = False
+  for axis, low, start, count, step in windows:
+    shape[axis] = count
+    inside = [k for k in range(count) if 0 <= start - low + k * step < x.shape[axis]]
+    if not inside:  # all padding (inputs of one or two pixels)
+      empty = True
+      continue
+    first, last = inside[0], inside[-1]
+    index[axis] = slice(start - low + first * step, start - low + last * step + 1, step)
+    config[axis] = (first, count - 1 - last, 0)
+  if empty:
+    return jnp.zeros(shape, x.dtype)
+  return lax.pad(x[tuple(index)], jnp.zeros((), x.dtype), config)
 
-  Pairs of horizontal taps (kx = 2 qx + rx) are adjacent in memory once the padded rows are read as
-  (W / 2, 2 C), so the patches are 8 unit-stride views of 2 C channels, stacked on a new axis:
-  XLA:CPU builds that 1.2 to 2.4x faster than 16 strided views joined by ``concatenate``
-  (benchmarks/im2col_patches.py)."""
+
+# Builds the views from a padded copy of the input instead (the earlier form; for benchmarks).
+_PAD_FIRST = False
+
+
+def _downconv_views(x):
+  """{(qy, ry, qx): (N, Ho, Wo, 2 C)}: padded rows 2 (i + qy) + ry and the column pair 2 (j + qx),
+  2 (j + qx) + 1 of the 'SAME'-padded input, i.e. kernel taps ky = 2 qy + ry, kx = 2 qx + rx for
+  rx in {0, 1}, with (rx, C) as the channels. Pairs of horizontal taps are adjacent in memory, so
+  each view is a unit-stride window (see :func:`_padded_window`)."""
   n, h, w, c = x.shape
-  ho, pad_h = _same_pads(h)
-  wo, pad_w = _same_pads(w)
-  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
-  patches = jnp.stack(
-    [xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)], axis=3)
-  return patches.reshape(n, ho, wo, 16 * c)
+  ho, pads_h = _same_pads(h)
+  wo, pads_w = _same_pads(w)
+  if _PAD_FIRST:
+    xp = jnp.pad(x, ((0, 0), pads_h, pads_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
+    return {(qy, ry, qx): xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)}
+  pad_h, pad_w = pads_h[0], pads_w[0]
+  return {(qy, ry, qx): _padded_window(x, [(1, pad_h, 2 * qy + ry, ho, 2), (2, pad_w, 2 * qx, 2 * wo, 1)])
+          .reshape(n, ho, wo, 2 * c) for qy in range(2) for ry in range(2) for qx in range(2)}
+
+
+def _downconv_patches(x):
+  """The sixteen strided views of the 'SAME'-padded input side by side, (N, Ho, Wo, 16 C): the 8
+  views of :func:`_downconv_views` stacked on a new axis, which XLA:CPU builds 1.2 to 2.4x faster
+  than 16 strided views joined by ``concatenate`` (benchmarks/im2col_patches.py)."""
+  n, h, w, c = x.shape
+  views = _downconv_views(x)
+  patches = jnp.stack([views[qy, ry, qx] for qy in range(2) for ry in range(2) for qx in range(2)], axis=3)
+  return patches.reshape(n, views[0, 0, 0].shape[1], views[0, 0, 0].shape[2], 16 * c)
 
 
 def _downconv_im2col(x, kernel, precision, kernel_tangent=False):

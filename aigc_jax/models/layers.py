@@ -378,10 +378,11 @@ def _downconv_s2d_matmul(x, kernel, precision):
   views, k2 = _downconv_views(x), _fold_kernel(kernel)
   n, ho, wo, c2 = views[0, 0, 0].shape
   # Stacked on a new axis, not concatenated: XLA:CPU then fuses the views' padding into the copy.
-  taps = [jnp.einsum("nhwi,io->nhwo", jnp.stack([views[qy, 0, qx], views[qy, 1, qx]], axis=3).reshape(n, ho, wo, 2 * c2),
-                     k2[qy, qx], precision=precision)
-          for qy in range(2) for qx in range(2)]
-  return functools.reduce(operator.add, taps)
+  def tap(qy, qx):
+    s = jnp.stack([views[qy, 0, qx], views[qy, 1, qx]], axis=3).reshape(n, ho, wo, 2 * c2)
+    return jnp.einsum("nhwi,io->nhwo", s, k2[qy, qx], precision=precision)
+
+  return functools.reduce(operator.add, [tap(qy, qx) for qy in range(2) for qx in range(2)])
 
 
 def _padded_window(x, windows):
@@ -407,6 +408,10 @@ def _padded_window(x, windows):
 
 # Builds the views from a padded copy of the input instead (the earlier form; for benchmarks).
 _PAD_FIRST = False
+# The input of the windowed views is materialized first. Without the barrier XLA:CPU fuses the
+# producer of x (BatchNorm and LeakyReLU) into the patch copy, which then recomputes it for each of
+# the 4 patches that read a pixel.
+_VIEWS_BARRIER = True
 
 
 def _downconv_views(x):
@@ -419,7 +424,10 @@ def _downconv_views(x):
   wo, pads_w = _same_pads(w)
   if _PAD_FIRST:
     xp = jnp.pad(x, ((0, 0), pads_h, pads_w, (0, 0))).reshape(n, ho + 1, 2, wo + 1, 2 * c)
-    return {(qy, ry, qx): xp[:, qy : qy + ho, ry, qx : qx + wo] for qy in range(2) for ry in range(2) for qx in range(2)}
+    return {(qy, ry, qx): xp[:, qy : qy + ho, ry, qx : qx + wo]
+            for qy in range(2) for ry in range(2) for qx in range(2)}
+  if _VIEWS_BARRIER:
+    x = lax.optimization_barrier(x)
   pad_h, pad_w = pads_h[0], pads_w[0]
   return {(qy, ry, qx): _padded_window(x, [(1, pad_h, 2 * qy + ry, ho, 2), (2, pad_w, 2 * qx, 2 * wo, 1)])
           .reshape(n, ho, wo, 2 * c) for qy in range(2) for ry in range(2) for qx in range(2)}

@@ -20,6 +20,7 @@ in `aigc_jax/models/layers.py` overridden, items joined by '+':
 - pad_first=1: DownConv's im2col and space-to-depth views read from a padded copy of the input
   (the earlier form) instead of each padding its own window.
 - views_barrier=0: lets XLA fuse the producer of those views' input into the copies that build them.
+- patch_quads=0: im2col patches from 2 C-wide pair views only, never from 4 C-wide runs.
 This is how those choices were checked in whole steps, where a form's cost (memory traffic, cache)
 differs from its cost alone (benchmarks/conv_forms.py, benchmarks/upconv.py). The last line is JSON.
 """
@@ -73,7 +74,8 @@ KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", _kernel_grad_form),
          "dy_t_max_patches": ("_DY_T_MAX_PATCHES", _count),
          "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", _count),
          "pad_first": ("_PAD_FIRST", _flag),
-         "views_barrier": ("_VIEWS_BARRIER", _flag)}
+         "views_barrier": ("_VIEWS_BARRIER", _flag),
+         "patch_quads": ("_PATCH_QUADS", _flag)}
 
 
 def parse_variant(text):

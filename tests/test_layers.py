@@ -308,18 +308,22 @@ def test_downconv_matches_conv(shape, features, use_bias):
     assert_trees_close(result, want, **TOL)
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 6, 7])
-def test_downconv_views_pad_their_own_windows(width, monkeypatch):
-  """Each view pads only its own window of the input; the patches equal those sliced from a padded
-  copy (the earlier form), bit for bit, down to inputs of one pixel."""
+@pytest.mark.parametrize("width", [1, 2, 3, 6, 7, 8])
+def test_downconv_patch_builds_agree(width, monkeypatch):
+  """Patches from 4 C runs (even output widths), from pair views that pad their own windows, and
+  from a padded copy (the earlier form) are the same, bit for bit, down to inputs of one pixel."""
+  builds = {"quads": {}, "pairs": {"_PATCH_QUADS": False}, "pad_first": {"_PAD_FIRST": True}}
   for height in range(1, 10):
     x = jax.random.normal(jax.random.key(height), (2, height, width, 3))
-    windowed = np.asarray(layers._downconv_patches(x))
-    monkeypatch.setattr(layers, "_PAD_FIRST", True)
-    padded = np.asarray(layers._downconv_patches(x))
-    monkeypatch.setattr(layers, "_PAD_FIRST", False)
-    np.testing.assert_array_equal(windowed, padded)
-    assert windowed.shape == (2, -(-height // 2), -(-width // 2), 48)
+    got = {}
+    for name, knobs in builds.items():
+      with monkeypatch.context() as m:
+        for attr, value in knobs.items():
+          m.setattr(layers, attr, value)
+        got[name] = np.asarray(layers._downconv_patches(x))
+    assert got["quads"].shape == (2, -(-height // 2), -(-width // 2), 48)
+    np.testing.assert_array_equal(got["quads"], got["pad_first"])
+    np.testing.assert_array_equal(got["pairs"], got["pad_first"])
 
 
 def test_downconv_matches_lax_under_vmap_and_leading_batch_dims():

@@ -1,15 +1,19 @@
-"""Times three ways to build DownConv's im2col patches (4x4 window, stride 2, 'SAME') on XLA:CPU.
+"""Times four ways to build DownConv's im2col patches (4x4 window, stride 2, 'SAME') on XLA:CPU.
 
   python benchmarks/im2col_patches.py [--reps 15]
 
-`strided`: the sixteen stride-2 views of the padded input joined by `concatenate` on the channel
-axis (the textbook im2col). `paired_pad_first`: the padded rows read as (W / 2, 2 C), which puts
-each pair of horizontal taps side by side in memory, so the same patches are eight unit-stride
-views of 2 C channels stacked on a new axis, sliced from a padded copy of the input.
-`paired` (`layers._downconv_patches`, what DownConv uses): the same eight views, each a window of
-the unpadded input padded on its own (`layers._padded_window`), so XLA:CPU fuses the padding into
-the one copy that builds the patches. All give the same array (checked); shapes are the DCGAN
-discriminators' inputs and the generators' output gradients at batch 64. The last line is JSON.
+- `strided`: the sixteen stride-2 views of the padded input joined by `concatenate` on the channel
+  axis (the textbook im2col).
+- `pairs_pad_first`: the padded rows read as (W / 2, 2 C), which puts each pair of horizontal taps
+  side by side in memory, so the same patches are eight unit-stride views of 2 C channels stacked
+  on a new axis, sliced from a padded copy of the input (`layers._PAD_FIRST`).
+- `pairs`: the same eight views, each a window of the unpadded input padded on its own
+  (`layers._padded_window`), so XLA:CPU fuses the padding into the copy (`layers._PATCH_QUADS` off).
+- `quads` (`layers._downconv_patches`, what DownConv uses): with an even output width, 4 C-wide
+  runs (a whole kernel row) for even and for odd output columns, eight windows of twice the length.
+
+All give the same array (checked); shapes are the DCGAN discriminators' inputs and the generators'
+output gradients at batch 64. The last line is JSON.
 """
 
 import argparse
@@ -27,9 +31,9 @@ from aigc_jax import host_memory  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
 from benchmarks.timing import median_ms  # noqa: E402
 
-# (size, channels): the image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
-# D 32x32x64 at 64x64.
-SHAPES = [(32, 3), (16, 64), (8, 128), (32, 64)]
+# (size, channels): the 32x32 image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
+# D 32x32x64 at 64x64, the 64x64 image (and the 64x64 generator's output gradient).
+SHAPES = [(32, 3), (16, 64), (8, 128), (32, 64), (64, 3)]
 
 
 def strided(x):
@@ -39,16 +43,18 @@ def strided(x):
   return jnp.concatenate(views, axis=-1).reshape(-1, 16 * c)
 
 
-def paired(x):
-  return layers._downconv_patches(x).reshape(-1, 16 * x.shape[-1])
-
-
-def paired_pad_first(x):
-  layers._PAD_FIRST = True  # read while tracing, which happens inside this call
-  try:
-    return paired(x)
-  finally:
-    layers._PAD_FIRST = False
+def layers_build(**knobs):
+  """layers._downconv_patches with some of its module-level choices set while it is traced."""
+  def build(x):
+    saved = {k: getattr(layers, k) for k in knobs}
+    for k, v in knobs.items():
+      setattr(layers, k, v)
+    try:
+      return layers._downconv_patches(x).reshape(-1, 16 * x.shape[-1])
+    finally:
+      for k, v in saved.items():
+        setattr(layers, k, v)
+  return build
 
 
 def main():
@@ -59,13 +65,14 @@ def main():
   rows = []
   for size, channels in SHAPES:
     x = jnp.asarray(np.random.default_rng(0).standard_normal((args.batch_size, size, size, channels)), jnp.float32)
-    forms = {"strided": jax.jit(strided), "paired_pad_first": jax.jit(paired_pad_first), "paired": jax.jit(paired)}
+    forms = {"strided": jax.jit(strided), "pairs_pad_first": jax.jit(layers_build(_PAD_FIRST=True)),
+             "pairs": jax.jit(layers_build(_PATCH_QUADS=False)), "quads": jax.jit(layers_build())}
     for f in forms.values():
       np.testing.assert_array_equal(np.asarray(forms["strided"](x)), np.asarray(f(x)))
     ms = {name: median_ms(f, (x,), args.reps) for name, f in forms.items()}
     print(f"{size}x{size}x{channels}: " + " | ".join(f"{name} {t:.2f} ms" for name, t in ms.items())
-          + f" | strided / paired {ms['strided'] / ms['paired']:.2f}"
-          + f" | paired_pad_first / paired {ms['paired_pad_first'] / ms['paired']:.2f}", flush=True)
+          + " | vs quads: " + " ".join(f"{name} {t / ms['quads']:.2f}" for name, t in ms.items() if name != "quads"),
+          flush=True)
     rows.append(dict(size=size, channels=channels, ms={name: round(t, 2) for name, t in ms.items()}))
   print(json.dumps(dict(benchmark="im2col_patches", jax=jax.__version__, cpus=len(os.sched_getaffinity(0)),
                         batch_size=args.batch_size, rows=rows)))

@@ -48,17 +48,25 @@ def minor_page_faults() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def cpu_seconds() -> float:
+  """CPU time this process has used so far, all threads, user and system."""
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
 def seconds_per_step(step, state, batch, warmup: int, steps: int, faults: dict | None = None):
   """(state, seconds per step) after `warmup` untimed and `steps` timed calls of `step(state, batch)`;
-  `faults`, if given, receives 'per_step': the minor page faults per timed step."""
+  `faults`, if given, receives 'per_step': the minor page faults per timed step, and
+  'cpu_s_per_step': the CPU seconds (all threads) per timed step."""
   for _ in range(warmup):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
-  f0, t0 = minor_page_faults(), time.perf_counter()
+  f0, c0, t0 = minor_page_faults(), cpu_seconds(), time.perf_counter()
   for _ in range(steps):
     state, metrics = step(state, batch)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - t0) / steps
   if faults is not None:
     faults["per_step"] = (minor_page_faults() - f0) / steps
+    faults["cpu_s_per_step"] = (cpu_seconds() - c0) / steps
   return state, seconds

@@ -38,7 +38,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from aigc_jax import host_memory, parallel, steps, train  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
-from benchmarks.timing import alternate, synthetic_batch  # noqa: E402
+from benchmarks.timing import alternate, attributes_set, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
@@ -115,20 +115,15 @@ def main(_):
   batch = synthetic_batch(dp, config, FLAGS.batch_size)
   runs = {}
   variants = {v: parse_variant(v) for v in FLAGS.variants}  # all checked before anything compiles
-  saved = {attr: getattr(layers, attr) for attr in ["_fast_downconv_forms"] + [a for a, _ in KNOBS.values()]}
   for impl in FLAGS.impls + FLAGS.variants:
     config.model.downconv_impl = impl if impl in FLAGS.impls else "auto"
+    choices = {}
     if impl not in FLAGS.impls:
       table, knobs = variants[impl]
-      layers._fast_downconv_forms = overridden(table)
-      for attr, value in knobs.items():
-        setattr(layers, attr, value)
-    try:
+      choices = dict(knobs, _fast_downconv_forms=overridden(table))
+    with attributes_set(layers, **choices):
       state = dp.put_state(train.build_state(config, parallel.bn_axis_name(dp.mode)))
       step = dp.step(steps.train_step, loss=config.train.loss, donate=False).lower(state, batch).compile()
-    finally:
-      for attr, value in saved.items():
-        setattr(layers, attr, value)
     jax.block_until_ready(step(state, batch))
     runs[impl] = (step, state)
   n = FLAGS.steps or (3 if res <= 32 else 1)

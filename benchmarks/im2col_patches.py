@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from aigc_jax import host_memory  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
-from benchmarks.timing import median_ms  # noqa: E402
+from benchmarks.timing import attributes_set, median_ms  # noqa: E402
 
 # (size, channels): the 32x32 image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
 # D 32x32x64 at 64x64, the 64x64 image (and the 64x64 generator's output gradient).
@@ -46,14 +46,8 @@ def strided(x):
 def layers_build(**knobs):
   """layers._downconv_patches with some of its module-level choices set while it is traced."""
   def build(x):
-    saved = {k: getattr(layers, k) for k in knobs}
-    for k, v in knobs.items():
-      setattr(layers, k, v)
-    try:
+    with attributes_set(layers, **knobs):
       return layers._downconv_patches(x).reshape(-1, 16 * x.shape[-1])
-    finally:
-      for k, v in saved.items():
-        setattr(layers, k, v)
   return build
 
 

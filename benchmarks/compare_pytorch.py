@@ -7,7 +7,9 @@ generator update on fresh noise (non-saturating BCE-with-logits, Adam(2e-4, b1=0
 train mode, D's parameters frozen during the G update), on synthetic images, in float32. torch is
 not a project dependency: it runs in a subprocess started with --torch_python (default: this
 interpreter) and is driven over a pipe, so the two sides alternate in short rounds (JAX round,
-torch round, ...) and machine noise hits both alike; the reported times are medians over rounds.
+torch round, ...) and machine noise hits both alike; the reported times are medians over rounds,
+after --warmup untimed steps on each side (with only 2, JAX's first 64x64 rounds were still
+faulting in fresh memory and ran 40% slow). The JSON line keeps every round's time.
 Both use the same number of threads (--threads, default: the CPUs this process may use). Like
 main.py, the script restarts itself with glibc malloc tunables that keep XLA:CPU's buffers mapped
 (aigc_jax/host_memory.py; AIGC_HOST_MEMORY=off to not); the torch side inherits them unless
@@ -34,12 +36,19 @@ def parse_args(argv=None):
   p.add_argument("--features", type=int, default=64, help="G and D base width (the DCGAN paper's 64).")
   p.add_argument("--rounds", type=int, default=7, help="Alternating timing rounds per side.")
   p.add_argument("--steps", type=int, default=0, help="Steps per round (default: 5 at 32x32, 2 at 64x64).")
+  p.add_argument("--warmup", type=int, default=10,
+                 help="Untimed steps each side runs before the rounds (JAX after compiling): until both "
+                      "have mapped all the memory a step uses, so that the rounds time steady steps.")
   p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
   p.add_argument("--torch_malloc", choices=["same", "default"], default="same",
                  help="'same': torch runs with this process's GLIBC_TUNABLES; "
                       "'default': without glibc.malloc.* tunables.")
   p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  for name, least in (("batch_size", 1), ("features", 1), ("rounds", 1), ("steps", 0), ("warmup", 1), ("threads", 1)):
+    if getattr(args, name) < least:
+      raise SystemExit(f"error: --{name} must be >= {least}, got {getattr(args, name)}")
+  return args
 
 
 # ---------------------------------------------------------------------------------------------- torch
@@ -113,9 +122,10 @@ def torch_worker(args):
   for line in sys.stdin:
     cmd, *vals = line.split()
     if cmd == "SETUP":
-      model = build(*map(int, vals))
-      step(model)  # warm-up: allocator, one-time dispatch
-      step(model)
+      *shape, warmup = map(int, vals)
+      model = build(*shape)
+      for _ in range(warmup):  # allocator, one-time dispatch
+        step(model)
       print(json.dumps({"ok": True}), flush=True)
     elif cmd == "RUN":
       t0 = time.perf_counter()
@@ -166,7 +176,7 @@ class JaxSide:
     import jax
     self.jax = jax
 
-  def setup(self, preset, res, batch, features):
+  def setup(self, preset, res, batch, features, warmup):
     import numpy as np
     from aigc_jax import parallel, steps, train
     from configs import dcgan
@@ -182,7 +192,7 @@ class JaxSide:
     t0 = time.perf_counter()
     self.step = dp.step(steps.train_step, loss=config.train.loss).lower(self.state, self.batch).compile()
     self.compile_s = time.perf_counter() - t0
-    self.run(2)
+    self.run(warmup)
 
   def run(self, n):
     t0 = time.perf_counter()
@@ -211,15 +221,16 @@ def main(args):
   for res_key in args.resolutions:
     preset, res = SETTINGS[res_key]
     steps = args.steps or (5 if res == 32 else 2)
-    jax_side.setup(preset, res, args.batch_size, args.features)
-    torch_side.ask(f"SETUP {res} {args.batch_size} {args.features}")
+    jax_side.setup(preset, res, args.batch_size, args.features, args.warmup)
+    torch_side.ask(f"SETUP {res} {args.batch_size} {args.features} {args.warmup}")
     jax_t, torch_t = [], []
     for _ in range(args.rounds):
       jax_t.append(jax_side.run(steps) / steps)
       torch_t.append(torch_side.ask(f"RUN {steps}")["seconds"] / steps)
     row = dict(resolution=res, batch_size=args.batch_size, features=args.features, steps_per_round=steps,
-               rounds=args.rounds, jax_step_ms=round(1e3 * median(jax_t), 1),
-               torch_step_ms=round(1e3 * median(torch_t), 1), jax_compile_s=round(jax_side.compile_s, 2))
+               rounds=args.rounds, warmup_steps=args.warmup, jax_step_ms=round(1e3 * median(jax_t), 1),
+               torch_step_ms=round(1e3 * median(torch_t), 1), jax_compile_s=round(jax_side.compile_s, 2),
+               jax_round_ms=[round(1e3 * t, 1) for t in jax_t], torch_round_ms=[round(1e3 * t, 1) for t in torch_t])
     row["jax_steps_per_s"] = round(1e3 / row["jax_step_ms"], 3)
     row["torch_steps_per_s"] = round(1e3 / row["torch_step_ms"], 3)
     row["speed_ratio_jax_over_torch"] = round(row["torch_step_ms"] / row["jax_step_ms"], 3)

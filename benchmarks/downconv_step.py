@@ -75,7 +75,8 @@ KNOBS = {"upconv_kernel_grad": ("_UPCONV_KERNEL_GRAD", _kernel_grad_form),
          "phase_forward_min_size": ("_PHASE_FORWARD_MIN_SIZE", _count),
          "pad_first": ("_PAD_FIRST", _flag),
          "views_barrier": ("_VIEWS_BARRIER", _flag),
-         "patch_quads": ("_PATCH_QUADS", _flag)}
+         "patch_quads": ("_PATCH_QUADS", _flag),
+         "col2im_forward_max_size": ("_COL2IM_FORWARD_MAX_SIZE", _count)}
 
 
 def parse_variant(text):

@@ -11,10 +11,11 @@ from benchmarks import downconv_step
 def test_variant_items_parse_into_forms_and_layer_knobs():
   table, knobs = downconv_step.parse_variant(
       "16x64=xla/s2d_matmul/im2col+upconv_kernel_grad=im2col+dy_t_max_patches=0+phase_forward_min_size=16"
-      "+pad_first=1+views_barrier=0+patch_quads=0")
+      "+pad_first=1+views_barrier=0+patch_quads=0+col2im_forward_max_size=0")
   assert table == {(16, 64): ("xla", "s2d_matmul", "im2col")}
   assert knobs == {"_UPCONV_KERNEL_GRAD": "im2col", "_DY_T_MAX_PATCHES": 0, "_PHASE_FORWARD_MIN_SIZE": 16,
-                   "_PAD_FIRST": True, "_VIEWS_BARRIER": False, "_PATCH_QUADS": False}
+                   "_PAD_FIRST": True, "_VIEWS_BARRIER": False, "_PATCH_QUADS": False,
+                   "_COL2IM_FORWARD_MAX_SIZE": 0}
   for attr in knobs:  # the names a variant sets are the ones layers.py reads
     assert hasattr(layers, attr)
 

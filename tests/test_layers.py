@@ -175,12 +175,21 @@ def test_rejects_unknown_options():
     layers.upconv(jnp.ones((1, 2, 2, 3)), jnp.ones((4, 4, 3, 4)), input_grad="fft")
 
 
-def test_auto_forward_per_input_size():
-  """conv_transpose's lhs-dilated convolution on 4x4 inputs, the phase form from 8x8 on."""
+def test_auto_forward_per_input_size(monkeypatch):
+  """col2im up to 16x16 inputs, the phase convolution above; without col2im, conv_transpose's own
+  lhs-dilated convolution on 4x4 inputs and the phase form from 8x8 on."""
   k = jnp.ones((4, 4, 3, 4))
-  hlo = lambda size: str(jax.make_jaxpr(lambda x: layers.upconv(x, k, impl="fast"))(jnp.ones((1, size, size, 3))))
+  chosen = []
+  monkeypatch.setattr(layers, "_upconv_fast", lambda x, kernel, precision, kernel_grad, forward, input_grad:
+                      chosen.append(forward))
+  forwards = lambda sizes: [layers.upconv(jnp.ones((1, s, s, 3)), k, impl="fast") for s in sizes] and chosen[-len(sizes):]
+  assert forwards([1, 4, 8, 16, 17, 32]) == ["col2im"] * 4 + ["phase"] * 2
+  monkeypatch.setattr(layers, "_COL2IM_FORWARD_MAX_SIZE", 0)
+  assert forwards([4, 8, 32]) == ["xla", "phase", "phase"]
+  monkeypatch.undo()
+  hlo = lambda size: str(jax.make_jaxpr(lambda x: layers.upconv(x, k, impl="fast", forward="xla"))(
+      jnp.ones((1, size, size, 3))))
   assert "lhs_dilation=(2, 2)" in hlo(4)
-  assert "lhs_dilation=(2, 2)" not in hlo(8)
 
 
 @pytest.mark.parametrize(

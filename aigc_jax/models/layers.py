@@ -28,11 +28,17 @@ from jax.custom_derivatives import SymbolicZero
 
 IMPLS = ("auto", "fast", "xla")
 KERNEL_GRADS = ("im2col", "matmul", "conv", "dy_im2col")
-FORWARDS = ("xla", "phase")
+FORWARDS = ("xla", "phase", "col2im")
 
-# From this input size on, XLA:CPU's lhs-dilated convolution (the forward pass of
-# conv_transpose) loses to the stride-1 2x2 one in _phase_shift_conv; on 4x4
-# inputs it wins (benchmarks/upconv.py).
+# UpConv's forward on inputs up to this size is 'col2im' (one matmul, then the taps summed into
+# place): in whole train steps 2 to 3% faster at 32x32 and 64x64 on two threads and 4 to 5% at 32x32
+# on one than the convolutions below (benchmarks/downconv_step.py --variants
+# col2im_forward_max_size=0; README).
+_COL2IM_FORWARD_MAX_SIZE = 16
+
+# On larger inputs, from this size on, XLA:CPU's lhs-dilated convolution (the forward pass of
+# conv_transpose) loses to the stride-1 2x2 one in _phase_shift_conv; on 4x4 inputs it wins
+# (benchmarks/upconv.py).
 _PHASE_FORWARD_MIN_SIZE = 8
 
 # UpConv's kernel gradient: patches of the output gradient. In whole train steps at 32x32 and 64x64
@@ -189,8 +195,19 @@ def _dy_im2col(x, kernel, precision):
 
 _KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv,
                     "dy_im2col": _dy_im2col}
+def _col2im(x, kernel, precision):
+  """The transpose of DownConv's im2col form: (pixels of x, in) @ (in, 16 out), one thick matmul that
+  YNNPACK runs near peak, then the 16 taps' products added into the padded output at their shifts.
+  Unlike the convolutions, it computes no zero or discarded outputs on small inputs. In at least
+  float32, like a convolution's accumulator, so that the taps' partial sums are not rounded to
+  bfloat16 (XLA:CPU's bfloat16 matmuls are slower anyway)."""
+  out_dtype = jnp.result_type(x, kernel)
+  compute_dtype = jnp.promote_types(out_dtype, jnp.float32)
+  return _input_tangent(x.astype(compute_dtype), kernel.astype(compute_dtype), precision, "im2col").astype(out_dtype)
+
+
 _FORWARDS = {"xla": lambda x, kernel, precision: _conv_transpose(x, kernel, (2, 2), precision),
-             "phase": _phase_shift_conv}
+             "phase": _phase_shift_conv, "col2im": _col2im}
 
 
 def _input_tangent(x_dot, kernel, precision, form, kernel_tangent=False):
@@ -253,7 +270,7 @@ def upconv(
 
   The fast path covers the 4x4 / stride-2 up-sampling case; other kernel
   sizes and strides use XLA's op, so the result is always correct.
-  ``kernel_grad`` (one of :data:`KERNEL_GRADS`), ``forward`` ('xla' or 'phase') and ``input_grad``
+  ``kernel_grad`` (one of :data:`KERNEL_GRADS`), ``forward`` (one of :data:`FORWARDS`) and ``input_grad``
   (one of :data:`DOWNCONV_FORMS`) override the per-shape choices of formulation, for benchmarks
   and tests.
   """
@@ -268,7 +285,8 @@ def upconv(
     if kernel_grad is None:
       kernel_grad = _UPCONV_KERNEL_GRAD
     if forward is None:
-      forward = "phase" if min(x.shape[-3:-1]) >= _PHASE_FORWARD_MIN_SIZE else "xla"
+      size = min(x.shape[-3:-1])
+      forward = "col2im" if size <= _COL2IM_FORWARD_MAX_SIZE else "phase" if size >= _PHASE_FORWARD_MIN_SIZE else "xla"
     if input_grad is None:  # DownConv's fastest forward form on the output gradient's shape.
       input_grad = _fast_downconv_forms(x.shape[:-3] + (2 * x.shape[-3], 2 * x.shape[-2], kernel.shape[-1]))[0]
     return _upconv_fast(x, kernel, precision, kernel_grad, forward, input_grad)

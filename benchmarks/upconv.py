@@ -6,8 +6,8 @@ convolution (R=64 adds a layer). F=64 is the project's default; F=128 gives the
 512-channel PyTorch-tutorial widths. Timed is one jitted call returning the gradients
 with respect to both the input and the kernel, as in generator training; then, per
 layer, the forward pass alone in each of its formulations (`layers.FORWARDS`: XLA's
-lhs-dilated convolution, or the phase-shifted stride-1 2x2 one), which a train step
-runs twice per layer.
+lhs-dilated convolution, the phase-shifted stride-1 2x2 one, or col2im: one matmul, then the
+taps added into place), which a train step runs twice per layer.
 
   python benchmarks/upconv.py [--batch 64] [--resolution 32] [--features 64 128] [--dtype float32]
 """

@@ -31,9 +31,9 @@ KERNEL_GRADS = ("im2col", "matmul", "conv", "dy_im2col")
 FORWARDS = ("xla", "phase", "col2im")
 
 # UpConv's forward on inputs up to this size is 'col2im' (one matmul, then the taps summed into
-# place): in whole train steps 2 to 3% faster at 32x32 and 64x64 on two threads and 4 to 5% at 32x32
-# on one than the convolutions below (benchmarks/downconv_step.py --variants
-# col2im_forward_max_size=0; README).
+# place): whole train steps at 32x32 and 64x64 are 2 to 5% faster, on one thread and on two, than
+# with the convolutions below (benchmarks/downconv_step.py --variants col2im_forward_max_size=0;
+# README).
 _COL2IM_FORWARD_MAX_SIZE = 16
 
 # On larger inputs, from this size on, XLA:CPU's lhs-dilated convolution (the forward pass of
@@ -195,6 +195,8 @@ def _dy_im2col(x, kernel, precision):
 
 _KERNEL_TANGENTS = {"im2col": _phase_im2col, "matmul": _phase_matmuls, "conv": _phase_conv,
                     "dy_im2col": _dy_im2col}
+
+
 def _col2im(x, kernel, precision):
   """The transpose of DownConv's im2col form: (pixels of x, in) @ (in, 16 out), one thick matmul that
   YNNPACK runs near peak, then the 16 taps' products added into the padded output at their shifts.

@@ -62,8 +62,10 @@ def config_name():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from aigc_jax.errors import UserError
-  from aigc_jax import classify, compilation, distributed, evaluation, loop, probe, sample, train
+  from aigc_jax.core.errors import UserError
+  from aigc_jax.tasks.classifier import classify
+  from aigc_jax.core import compilation, distributed, trainer
+  from aigc_jax.tasks.gan import evaluation, probe, sample, train
 
   logging.set_verbosity(logging.WARNING)
   config = FLAGS.config
@@ -81,7 +83,7 @@ def main(argv):
       print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "
             f"({config.data.test_split}) at step {result['step']}; written to {FLAGS.workdir}/metrics.json")
     elif FLAGS.mode == "train" and task in ("repair", "enhance"):
-      from aigc_jax import image2image
+      from aigc_jax.tasks.image2image import image2image
       result = image2image.train_and_evaluate(config, FLAGS.workdir)
       if "psnr" in result:
         print(f"test PSNR {result['psnr']:.2f} dB (damaged input {result['input_psnr']:.2f} dB), SSIM "
@@ -98,22 +100,22 @@ def main(argv):
     elif FLAGS.mode == "probe":
       probe.run(config, FLAGS.workdir, checkpoint=FLAGS.checkpoint, output=FLAGS.output, overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "explore":
-      from aigc_jax import explore
+      from aigc_jax.tasks.gan import explore
       path = explore.run(config, FLAGS.workdir, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed,
                          FLAGS.classifier_workdir or config.eval.classifier_workdir or None)
       print(f"wrote {', '.join(sorted(p.name for p in path.iterdir()))} to {path}")
     elif FLAGS.mode == "classify":
       classify.predict(config, FLAGS.workdir, FLAGS.input, FLAGS.output, overwrite=FLAGS.overwrite)
     elif FLAGS.mode == "repair":
-      from aigc_jax import repair
+      from aigc_jax.tasks.image2image import repair
       repair.run(config, FLAGS.workdir, FLAGS.input, FLAGS.mask, FLAGS.output, FLAGS.overwrite, FLAGS.sample_seed)
     elif FLAGS.mode == "enhance":
-      from aigc_jax import enhance
+      from aigc_jax.tasks.image2image import enhance
       enhance.run(config, FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.overwrite, FLAGS.degrade)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  except loop.Interrupted as e:
+  except trainer.Interrupted as e:
     print(str(e), file=sys.stderr)
     return e.exit_code
   except FloatingPointError as e:  # training diverged; the last good checkpoint is kept.
@@ -142,7 +144,7 @@ def parse_flags(argv):
 
 
 if __name__ == "__main__":
-  from aigc_jax import host_memory
+  from aigc_jax.core import host_memory
 
   host_memory.reexec()  # first: glibc reads its huge-page tunable at process start.
   app.run(main, flags_parser=parse_flags)

@@ -26,7 +26,9 @@ import numpy as np  # noqa: E402
 
 import jax  # noqa: E402
 
-from aigc_jax import host_memory, images, metrics, sample, steps, train  # noqa: E402
+from aigc_jax.core import host_memory, images  # noqa: E402
+from aigc_jax import metrics
+from aigc_jax.tasks.gan import sample, steps, train
 from aigc_jax.data import sources  # noqa: E402
 from configs import biggan, dcgan, sngan, with_overrides  # noqa: E402
 
@@ -60,7 +62,7 @@ def config_for(name: str, steps: int, scale: dict):
 def train_classifier(workdir: Path):
   from configs import classifier
 
-  from aigc_jax import classify
+  from aigc_jax.tasks.classifier import classify
 
   if not (workdir / "metrics.json").exists():
     classify.train_and_evaluate(classifier.get_config("digits"), str(workdir))
@@ -87,7 +89,7 @@ def main():
   if unknown:
     sys.exit(f"error: unknown variant {unknown[0]}; choose from {', '.join(VARIANTS)}")
 
-  from aigc_jax.explore import _classifier_features
+  from aigc_jax.tasks.gan.explore import _classifier_features
 
   clf = Path(args.classifier_workdir) if args.classifier_workdir else train_classifier(out / "classifier")
   features, _, _ = _classifier_features(str(clf))

@@ -45,7 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aigc_jax import damage, host_memory, images  # noqa: E402
+from aigc_jax.data import damage  # noqa: E402
+from aigc_jax.core import host_memory, images
 from aigc_jax.metrics import image_quality  # noqa: E402
 
 MASKS = ("center", "boxes", "strokes", "pixels")
@@ -96,7 +97,7 @@ def network_configs(args, out_dir: Path) -> dict:
 
 
 def finished_step(workdir: Path):
-  from aigc_jax.checkpoint import Checkpoints
+  from aigc_jax.core.checkpoint import Checkpoints
 
   if not (workdir / "checkpoints").is_dir():
     return None
@@ -109,8 +110,9 @@ def finished_step(workdir: Path):
 
 def train(name: str, config, workdir: Path, log: dict) -> str:
   """Trains `config` into `workdir` unless its latest checkpoint already reached train.num_steps."""
-  from aigc_jax import classify, image2image
-  from aigc_jax import train as gan_train
+  from aigc_jax.tasks.classifier import classify
+  from aigc_jax.tasks.image2image import image2image
+  from aigc_jax.tasks.gan import train as gan_train
 
   steps = config.train.num_steps
   done = finished_step(workdir)
@@ -137,7 +139,7 @@ class Accuracy:
     if workdir:
       import ml_collections
 
-      from aigc_jax import classify
+      from aigc_jax.tasks.classifier import classify
 
       config = ml_collections.ConfigDict(json.loads((Path(workdir) / "config.json").read_text()))
       self.config = config
@@ -146,7 +148,8 @@ class Accuracy:
   def __call__(self, x, labels):
     if self.state is None or labels is None:
       return None
-    from aigc_jax import classify, data
+    from aigc_jax.tasks.classifier import classify
+    from aigc_jax import data
 
     u8 = images.to_uint8(x)
     u8 = data.fit_images(u8, self.config.data.resolution, self.config.data.channels, self.config.data.resize)
@@ -179,7 +182,7 @@ def per_image(fn, x):
 
 
 def network(workdir):
-  from aigc_jax import image2image
+  from aigc_jax.tasks.image2image import image2image
 
   _, state = image2image.load_state(workdir)
   print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)
@@ -215,7 +218,7 @@ def inpainting(add, x, labels, acc, rep, gan, args, out_dir, tag, seed, *, datas
       results[f"U-Net repair GAN (ours, {int(rep[0].step)} steps)"] = (
           batched(rep[1], np.concatenate([damaged, known], -1)), time.time() - t)
     if gan is not None:
-      from aigc_jax import inpaint
+      from aigc_jax.tasks.gan import inpaint
 
       t = time.time()
       fill = lambda d, m: inpaint.inpaint(gan, d, m, seed=args.seed, restarts=args.inversion_restarts,
@@ -300,7 +303,7 @@ def photo_super_resolution(add, net, out_dir, dataset):
   """x2 of the whole held-out photographs, tiled, vs bicubic."""
   from skimage.transform import resize
 
-  from aigc_jax import enhance
+  from aigc_jax.tasks.image2image import enhance
   from benchmarks.photo_crops import TEST, grey
 
   state, fn = net
@@ -384,7 +387,7 @@ def main(argv=None):
   start = time.time()
   out_dir = Path(args.out)
   out_dir.mkdir(parents=True, exist_ok=True)
-  from aigc_jax import compilation
+  from aigc_jax.core import compilation
 
   compilation.enable()
   from benchmarks import photo_crops
@@ -434,7 +437,7 @@ def main(argv=None):
     if "gan" in configs:
       import ml_collections
 
-      from aigc_jax import inpaint
+      from aigc_jax.tasks.gan import inpaint
 
       gdir = workdir("gan")
       gan = inpaint.load_generator(ml_collections.ConfigDict(json.loads((Path(gdir) / "config.json").read_text())),

@@ -137,7 +137,7 @@ def torch_worker(args):
 
 class TorchSide:
   def __init__(self, python, threads, malloc="same"):
-    from aigc_jax import host_memory
+    from aigc_jax.core import host_memory
 
     cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--threads", str(threads)]
     env = dict(os.environ)
@@ -178,7 +178,8 @@ class JaxSide:
 
   def setup(self, preset, res, batch, features, warmup):
     import numpy as np
-    from aigc_jax import parallel, steps, train
+    from aigc_jax.core import parallel
+    from aigc_jax.tasks.gan import steps, train
     from configs import dcgan
 
     config = dcgan.get_config(preset.split(":")[1])
@@ -208,7 +209,7 @@ def median(xs):
 
 
 def main(args):
-  from aigc_jax import host_memory
+  from aigc_jax.core import host_memory
 
   torch_side = TorchSide(args.torch_python, args.threads, args.torch_malloc)
   jax_side = JaxSide(args.threads)
@@ -250,7 +251,7 @@ if __name__ == "__main__":
     torch_worker(_args)
   else:
     sys.path.insert(0, ROOT)
-    from aigc_jax import host_memory
+    from aigc_jax.core import host_memory
 
     host_memory.reexec()
     main(_args)

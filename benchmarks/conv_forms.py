@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aigc_jax import host_memory  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
 
 PARTS = ("forward", "input_grad", "kernel_grad")

@@ -36,7 +36,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from aigc_jax import host_memory, parallel, steps, train  # noqa: E402
+from aigc_jax.core import host_memory, parallel  # noqa: E402
+from aigc_jax.tasks.gan import steps, train
 from aigc_jax.models import layers  # noqa: E402
 from benchmarks.timing import alternate, attributes_set, synthetic_batch  # noqa: E402
 

@@ -27,7 +27,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aigc_jax import host_memory  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
 from benchmarks.timing import attributes_set, median_ms  # noqa: E402
 

@@ -18,8 +18,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from aigc_jax import host_memory  # noqa: E402
-from aigc_jax.errors import UserError  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
+from aigc_jax.core.errors import UserError  # noqa: E402
 from aigc_jax.metrics import inception  # noqa: E402
 from aigc_jax.models import inception as model_lib  # noqa: E402
 

@@ -27,7 +27,9 @@ sys.path.insert(0, ROOT)
 
 import jax  # noqa: E402
 
-from aigc_jax import data, host_memory, parallel, steps, train  # noqa: E402
+from aigc_jax import data  # noqa: E402
+from aigc_jax.core import host_memory, parallel
+from aigc_jax.tasks.gan import steps, train
 from benchmarks.timing import seconds_per_step  # noqa: E402
 from configs import dcgan  # noqa: E402
 

@@ -132,7 +132,7 @@ def main():
 
 if __name__ == "__main__":
   sys.path.insert(0, ROOT)
-  from aigc_jax import host_memory
+  from aigc_jax.core import host_memory
 
   host_memory.reexec()
   main()

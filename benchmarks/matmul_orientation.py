@@ -23,7 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from aigc_jax import host_memory  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
 from benchmarks.timing import median_ms  # noqa: E402
 
 # (pixels, K, out): G 8x8x128 -> 64 per phase, D 16x16x64 -> 128, G 4x4x256 -> 128 per phase,

@@ -39,8 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from aigc_jax import host_memory, sample, steps, train  # noqa: E402
-from aigc_jax.errors import UserError  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
+from aigc_jax.tasks.gan import sample, steps, train
+from aigc_jax.core.errors import UserError  # noqa: E402
 from configs import dcgan, sngan, with_overrides  # noqa: E402
 
 AUG = "color,translation,cutout"
@@ -140,7 +141,7 @@ def train_within_budget(config, workdir: Path, budget: Budget):
 
 
 def train_classifier(data: str, workdir: Path) -> Path:
-  from aigc_jax import classify
+  from aigc_jax.tasks.classifier import classify
   from configs import classifier
 
   if not (workdir / "metrics.json").exists():
@@ -149,7 +150,7 @@ def train_classifier(data: str, workdir: Path) -> Path:
 
 
 def evaluator_for(args, classifier_workdir: Path, out: Path):
-  from aigc_jax.evaluation import Evaluator
+  from aigc_jax.tasks.gan.evaluation import Evaluator
 
   config = with_overrides(dcgan.get_config("files"), **{
       "data.path": args.data, "eval.real_split": args.real_split, "eval.extractor": "classifier",

@@ -60,7 +60,7 @@ def median_ms(fn, args, reps: int) -> float:
 
 
 def minor_page_faults() -> int:
-  """This process's minor page faults so far: memory the kernel had to map in (see aigc_jax.host_memory)."""
+  """This process's minor page faults so far: memory the kernel had to map in (see aigc_jax.core.host_memory)."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 

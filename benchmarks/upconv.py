@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from aigc_jax import host_memory  # noqa: E402
+from aigc_jax.core import host_memory  # noqa: E402
 from aigc_jax.models.layers import FORWARDS, upconv  # noqa: E402
 
 IMPLS = ("xla", "fast")

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
-from aigc_jax import image2image
+from aigc_jax.tasks.image2image import image2image
 from benchmarks import applications, photo_crops
 from configs import enhance as enhance_configs
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_jax import damage, enhance, image2image, inpaint, repair, steps
-from aigc_jax.errors import UserError
+from aigc_jax.data import damage
+from aigc_jax.tasks.image2image import enhance, image2image, repair
+from aigc_jax.tasks.gan import inpaint, steps
+from aigc_jax.core.errors import UserError
 from aigc_jax.metrics import image_quality
 from aigc_jax.models import patchgan, srgan, unet
 from configs import enhance as enhance_configs
@@ -170,7 +172,7 @@ def test_blending_leaves_known_pixels_untouched(trained):
 
 
 def test_step_is_the_same_under_pmap_and_jit():
-  from aigc_jax import parallel
+  from aigc_jax.core import parallel
 
   config = repair_configs.get_config("smoke")
   config.damage.kinds = "boxes,gaussian"
@@ -190,7 +192,7 @@ def test_step_is_the_same_under_pmap_and_jit():
 
 def test_inversion_lowers_masked_error_and_keeps_known_pixels():
   config = smoke_config()
-  from aigc_jax import train
+  from aigc_jax.tasks.gan import train
 
   state = train.build_state(config)
   gen = inpaint.Generator(state, 32, 1)

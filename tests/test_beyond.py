@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import augment, ema, losses, regularizers, steps, train
+from aigc_jax.tasks.gan import augment, ema, losses, regularizers, steps, train
 from aigc_jax.data import sources
 from configs import sngan
 from helpers import with_overrides

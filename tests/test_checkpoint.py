@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from aigc_jax import train
-from aigc_jax.checkpoint import Checkpoints, incompatible_keys
-from aigc_jax.errors import UserError
+from aigc_jax.tasks.gan import train
+from aigc_jax.core.checkpoint import Checkpoints, incompatible_keys
+from aigc_jax.core.errors import UserError
 from conftest import ROOT
 from helpers import assert_trees_equal, smoke_config
 
@@ -183,7 +183,7 @@ def test_sigterm_saves_and_the_same_command_resumes_to_the_same_result(tmp_path)
 def test_training_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
   import jax.numpy as jnp
 
-  from aigc_jax import steps
+  from aigc_jax.tasks.gan import steps
 
   real_step = steps.train_step
 

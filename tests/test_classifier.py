@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_jax import classify, data, parallel
+from aigc_jax.tasks.classifier import classify
+from aigc_jax import data
+from aigc_jax.core import parallel
 from aigc_jax.data.sources import digits_arrays, split_slice
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from aigc_jax.models.classifier import Classifier
 from configs import classifier as classifier_configs
 from conftest import SHARED_MNIST

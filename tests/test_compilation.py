@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from aigc_jax import compilation
+from aigc_jax.core import compilation
 from conftest import ROOT
 
 # Compiles one small program with the cache as main.py sets it up and reports JAX's cache events.
 PROBE = """
 import json, jax, jax.numpy as jnp
-from aigc_jax import compilation
+from aigc_jax.core import compilation
 events = []
 jax.monitoring.register_event_listener(lambda event, **kw: events.append(event))
 path = compilation.enable(min_compile_secs=0)

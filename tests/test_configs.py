@@ -4,7 +4,8 @@ CIFAR-10 recipes stay as published."""
 import jax
 import pytest
 
-from aigc_jax import models, train
+from aigc_jax import models
+from aigc_jax.tasks.gan import train
 from configs import biggan, classifier, dcgan, enhance, repair, sngan
 from helpers import with_overrides
 

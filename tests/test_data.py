@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from aigc_jax import data
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from conftest import SHARED_MNIST
 from helpers import smoke_config
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aigc_jax import classify, evaluation, train
-from aigc_jax.checkpoint import Checkpoints
+from aigc_jax.tasks.classifier import classify
+from aigc_jax.tasks.gan import evaluation, train
+from aigc_jax.core.checkpoint import Checkpoints
 from aigc_jax.data.sources import digits_arrays, fit_images
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from aigc_jax.metrics import extractors
 from configs import classifier as classifier_configs
 from helpers import assert_trees_equal, smoke_config

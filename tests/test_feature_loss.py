@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import classify, feature_loss, image2image
-from aigc_jax.errors import UserError
+from aigc_jax.tasks.classifier import classify
+from aigc_jax.tasks.image2image import feature_loss, image2image
+from aigc_jax.core.errors import UserError
 from aigc_jax.models.classifier import ResidualBlock
 from configs import classifier as classifier_configs
 from configs import enhance as enhance_configs

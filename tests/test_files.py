@@ -10,8 +10,9 @@ from etils.epath import gpath
 from etils.epath import testing as epath_testing
 from PIL import Image
 
-from aigc_jax import files, images, sample
-from aigc_jax.checkpoint import Checkpoints
+from aigc_jax.core import files, images
+from aigc_jax.tasks.gan import sample
+from aigc_jax.core.checkpoint import Checkpoints
 
 
 class Boom(Exception):

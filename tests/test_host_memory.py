@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from aigc_jax import host_memory
+from aigc_jax.core import host_memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,7 +70,7 @@ def test_environ_with_tunables_keeps_other_tunables_and_adds_huge_pages_where_su
 SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {root!r})
-from aigc_jax import host_memory
+from aigc_jax.core import host_memory
 print("started", flush=True)
 host_memory.reexec()
 print(json.dumps({{"argv": sys.argv, "tunables": os.environ.get("GLIBC_TUNABLES"), "enabled": host_memory.enabled(),
@@ -108,10 +108,11 @@ def test_reexec_opt_out_and_already_set(tmp_path):
 STEP_SCRIPT = """
 import hashlib, sys
 sys.path.insert(0, {root!r})
-from aigc_jax import host_memory
+from aigc_jax.core import host_memory
 host_memory.reexec()
 import jax, numpy as np
-from aigc_jax import parallel, steps, train
+from aigc_jax.core import parallel
+from aigc_jax.tasks.gan import steps, train
 from configs import dcgan
 config = dcgan.get_config("smoke")
 dp = parallel.DataParallel(config.train.parallel, devices=jax.devices()[:1])

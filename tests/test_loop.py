@@ -3,8 +3,10 @@
 import jax
 import pytest
 
-from aigc_jax import classify, image2image, train
-from aigc_jax.errors import UserError
+from aigc_jax.tasks.classifier import classify
+from aigc_jax.tasks.image2image import image2image
+from aigc_jax.tasks.gan import train
+from aigc_jax.core.errors import UserError
 from configs import classifier as classifier_configs
 from configs import repair as repair_configs
 from helpers import smoke_config, with_overrides

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import losses
+from aigc_jax.tasks.gan import losses
 
 
 def _sigmoid(x):

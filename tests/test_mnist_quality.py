@@ -25,7 +25,7 @@ def _run(*args, data=SHARED_MNIST):
 
 @pytest.fixture(scope="module")
 def classifier_workdir(tmp_path_factory):
-  from aigc_jax import classify
+  from aigc_jax.tasks.classifier import classify
   from configs import classifier
 
   workdir = tmp_path_factory.mktemp("clf")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aigc_jax import models
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from aigc_jax.models import dcgan
 from configs import dcgan as dcgan_config
 

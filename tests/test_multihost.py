@@ -17,9 +17,10 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax import distributed, train
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.core import distributed
+from aigc_jax.tasks.gan import train
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from conftest import ROOT
 from helpers import assert_trees_equal, smoke_config
 

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax import parallel, steps, train
+from aigc_jax.core import parallel
+from aigc_jax.tasks.gan import steps, train
 from helpers import assert_trees_equal, smoke_config
 
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from aigc_jax import probe, train
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.tasks.gan import probe, train
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from aigc_jax.models.dcgan import Discriminator
 from helpers import smoke_config
 

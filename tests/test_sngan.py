@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import models, parallel, steps, train
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax import models
+from aigc_jax.core import parallel
+from aigc_jax.tasks.gan import steps, train
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from aigc_jax.models import sngan as sngan_models
 from conftest import ROOT
 from configs import sngan

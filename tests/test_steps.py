@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import losses, steps, train
+from aigc_jax.tasks.gan import losses, steps, train
 from helpers import assert_trees_equal, smoke_config
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 
 SOURCES = ("tfds", "digits", "files")
 OFFLINE_PRESETS = "configs/dcgan.py:digits, or configs/dcgan.py:files with --config.data.path"

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aigc_jax import images as image_utils
-from aigc_jax.errors import UserError
+from aigc_jax.core import images as image_utils
+from aigc_jax.core.errors import UserError
 
 EXTRACTORS = ("classifier", "inception")
 
@@ -40,7 +40,7 @@ class ClassifierExtractor:
   """
 
   def __init__(self, workdir: str, batch_size: int = 500, config: ml_collections.ConfigDict | None = None):
-    from aigc_jax import classify
+    from aigc_jax.tasks.classifier import classify
 
     config, state, step = classify.restore_trained(workdir, "config.eval.classifier_workdir", config)
     self.model = state.model

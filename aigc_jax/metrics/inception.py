@@ -32,7 +32,7 @@ import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from aigc_jax.models import inception as inception_model
 
 WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from aigc_jax import files
+from aigc_jax.core import files
 
 _KEY_FIELD = "__cache_key__"
 

@@ -17,7 +17,7 @@ def num_classes(model_config) -> int:
 
 def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=None):
   """Builds (generator, discriminator) for images of `data_shape` = (H, W, C)."""
-  from aigc_jax.errors import UserError
+  from aigc_jax.core.errors import UserError
 
   height, width, channels = data_shape
   if height != width or height not in dcgan.SUPPORTED_RESOLUTIONS:

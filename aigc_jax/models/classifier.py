@@ -88,7 +88,7 @@ class Classifier(nn.Module):
 
 def create(model_config, channels: int, bn_axis_name=None) -> Classifier:
   """The classifier `model_config` describes, for images with `channels` channels."""
-  from aigc_jax.errors import UserError
+  from aigc_jax.core.errors import UserError
 
   if model_config.name != "resnet":
     raise UserError(f"unknown classifier model '{model_config.name}'; available: resnet")

@@ -4,7 +4,7 @@ Residual blocks at low resolution, then one (conv -> pixel shuffle) per factor o
 2016). The network predicts a correction to the bicubic upscale of its input (a global skip, as
 in VDSR), so an untrained or briefly trained network starts from the classical answer rather than
 from noise. Fully convolutional: any input size; large images are processed in tiles by
-`aigc_jax.enhance.upscale_tiled`.
+`aigc_jax.tasks.image2image.enhance.upscale_tiled`.
 """
 
 import math

@@ -19,9 +19,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aigc_jax import data, files, steps
-from aigc_jax import images as image_utils
-from aigc_jax.errors import UserError
+from aigc_jax import data
+from aigc_jax.core import files
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core import images as image_utils
+from aigc_jax.core.errors import UserError
 
 
 def parse_cs(text: str) -> list[float]:
@@ -104,8 +106,8 @@ def linear_probe(train_x, train_y, test_x, test_y, cs, val_fraction: float) -> d
 
 def run(config, workdir: str, checkpoint: str = "latest", output: str | None = None, overwrite: bool = False) -> dict:
   """Probes pixels, a random discriminator and the trained one of `workdir`; prints a table and a JSON line."""
-  from aigc_jax import evaluation
-  from aigc_jax.train import build_state
+  from aigc_jax.tasks.gan import evaluation
+  from aigc_jax.tasks.gan.train import build_state
 
   validate(config)
   if output and Path(output).suffix != ".json":

@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from aigc_jax import damage, images
+from aigc_jax.data import damage
+from aigc_jax.core import images
 from aigc_jax.data.sources import IMAGE_SUFFIXES
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 
 
 def read_inputs(path: str) -> list[tuple[str, np.ndarray]]:
@@ -122,7 +123,7 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
   out = prepare_output(output, overwrite)
   items = read_inputs(input_path)
   if config.task == "gan":
-    from aigc_jax import inpaint
+    from aigc_jax.tasks.gan import inpaint
 
     if mask is None or mask in damage.NOISE_KINDS:
       raise UserError("GAN-inversion inpainting fills holes: pass --mask with one of "
@@ -132,7 +133,7 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
     gan = inpaint.load_generator(config, workdir)
     repaired = [inpaint.inpaint(gan, d, m)[0] for d, m, _ in prepared]
   else:
-    from aigc_jax import image2image
+    from aigc_jax.tasks.image2image import image2image
 
     if config.task != "repair":
       raise UserError(f"--mode=repair needs a repair config (configs/repair.py) or a GAN config; got task "

@@ -3,14 +3,15 @@
 import jax
 import numpy as np
 
-from aigc_jax import files, images, steps
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.core import files, images
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 
 
 def load_state(config, workdir) -> steps.GANState:
   """The latest checkpointed state of `workdir`, built for single-device use."""
-  from aigc_jax.train import build_state
+  from aigc_jax.tasks.gan.train import build_state
 
   directory = files.path(workdir) / "checkpoints"
   ckpt = Checkpoints(directory, read_only=True)

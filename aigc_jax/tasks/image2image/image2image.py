@@ -5,7 +5,7 @@ The pure step `state, batch -> state, metrics` takes clean images only; it damag
 damage never repeats, costs no input-pipeline work and is reproduced exactly on resume. The
 generator is trained with a pixel (L1) loss plus a small adversarial loss from a conditional
 PatchGAN (pix2pix, SRGAN). Training reuses the GAN machinery: DataParallel (pmap | jit),
-loop.run (progress, NaN stop, signals), Checkpoints, TensorBoard and PNG strips.
+trainer.run (progress, NaN stop, signals), Checkpoints, TensorBoard and PNG strips.
 """
 
 import json
@@ -19,9 +19,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from aigc_jax import damage, data, feature_loss, files, images, loop, parallel, steps, summary
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.data import damage
+from aigc_jax import data
+from aigc_jax.tasks.image2image import feature_loss
+from aigc_jax.core import files, images, trainer, parallel, summary
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from aigc_jax.metrics import image_quality
 from aigc_jax.models import patchgan, srgan, unet
 
@@ -60,7 +64,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; UserError names the value and what is accepted."""
   if config.task not in TASKS:
     raise UserError(f"config.task='{config.task}' is not one of {TASKS}")
-  loop.validate(config, num_devices, positive=("train.sample_every",))
+  trainer.validate(config, num_devices, positive=("train.sample_every",))
   if config.data.channels not in (1, 3):
     raise UserError(f"config.data.channels={config.data.channels} must be 1 (grey) or 3 (RGB)")
   t = config.train
@@ -279,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt.save(step, dp.get_state(dstate.arrays), config, force=True)
 
   try:
-    dstate, step = loop.run(step_fn, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
+    dstate, step = trainer.run(step_fn, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
                             log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save,
                             hooks=[(t.sample_every, write_strip)], progress=progress, writer=writer,
                             is_main=is_main)

@@ -12,8 +12,9 @@ import signal
 import jax
 import numpy as np
 
-from aigc_jax import parallel, steps
-from aigc_jax.errors import UserError
+from aigc_jax.core import parallel
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.errors import UserError
 
 
 def validate(config, num_devices: int, *, batches=("train.batch_size",), positive=()):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from aigc_jax import files
+from aigc_jax.core import files
 
 
 def map_batches(fn, images: np.ndarray, batch_size: int):

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 from aigc_jax.models.classifier import ResidualBlock
 
 
@@ -29,7 +29,7 @@ class FeatureNet(struct.PyTreeNode):
 
 def load(workdir: str, channels: int) -> FeatureNet:
   """The latest classifier checkpoint of `workdir`; UserError when there is none or it does not fit."""
-  from aigc_jax import classify
+  from aigc_jax.tasks.classifier import classify
 
   key = "config.train.feature_workdir"
   config, state, _ = classify.restore_trained(workdir, key)

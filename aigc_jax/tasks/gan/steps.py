@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from aigc_jax import augment as augment_lib
-from aigc_jax import ema as ema_lib
-from aigc_jax import losses, regularizers
+from aigc_jax.tasks.gan import augment as augment_lib
+from aigc_jax.tasks.gan import ema as ema_lib
+from aigc_jax.tasks.gan import losses, regularizers
 
 
 class GANState(struct.PyTreeNode):

@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import data, files, images, steps
-from aigc_jax.errors import UserError
+from aigc_jax import data
+from aigc_jax.core import files, images
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.errors import UserError
 
 MAX_TRAIN_IMAGES = 20_000  # nearest-neighbour search set, in the source's order
 
@@ -130,7 +132,7 @@ def _classifier_features(classifier_workdir):
   """A feature function uint8 images -> [N, F] from a classifier trained with --mode=train."""
   import ml_collections
 
-  from aigc_jax import classify
+  from aigc_jax.tasks.classifier import classify
 
   path = files.path(classifier_workdir) / "config.json"
   if not path.exists():
@@ -163,7 +165,7 @@ def _training_images(config, limit: int):
 def run(config, workdir, output: str | None = None, overwrite: bool = False, seed: int = 0,
         classifier_workdir: str | None = None, num_nearest: int = 8, k: int = 5):
   """Writes the pictures listed in the module docstring; returns the folder."""
-  from aigc_jax.sample import load_state
+  from aigc_jax.tasks.gan.sample import load_state
 
   out = files.path(output) if output else files.path(workdir) / "explore"
   if out.exists() and any(out.iterdir()) and not overwrite:

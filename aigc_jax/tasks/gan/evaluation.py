@@ -23,10 +23,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax import images as image_utils
-from aigc_jax import files, metrics, steps
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.core import images as image_utils
+from aigc_jax.core import files
+from aigc_jax import metrics
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from aigc_jax.metrics import extractors
 
 METRICS = ("fid", "kid", "prdc", "is", "classes")
@@ -286,7 +288,7 @@ class TrainingEval:
 
 def load_gan_state(config, workdir, checkpoint: str) -> tuple[steps.GANState, int]:
   """The GAN state in WORKDIR/checkpoints (latest) or WORKDIR/best, built for single-device use."""
-  from aigc_jax.train import build_state
+  from aigc_jax.tasks.gan.train import build_state
 
   if checkpoint not in CHECKPOINTS:
     raise UserError(f"--checkpoint={checkpoint} is not one of {', '.join(CHECKPOINTS)}")

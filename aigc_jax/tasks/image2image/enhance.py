@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import damage, images
-from aigc_jax.errors import UserError
+from aigc_jax.data import damage
+from aigc_jax.core import images
+from aigc_jax.core.errors import UserError
 from aigc_jax.models import srgan
-from aigc_jax.repair import check_channels, prepare_output, read_inputs, to_unit, write_results
+from aigc_jax.tasks.image2image.repair import check_channels, prepare_output, read_inputs, to_unit, write_results
 
 TILE = 96  # low-resolution tile side
 OVERLAP = 16  # low-resolution pixels of context on each side; above the generator's receptive radius
@@ -46,7 +47,7 @@ def upscale_tiled(fn, image, scale: int, tile: int = TILE, overlap: int = OVERLA
 
 def run(config, workdir, input_path, output, overwrite: bool = False, degrade: bool = False):
   """Upscales every input image; returns the output folder."""
-  from aigc_jax import image2image
+  from aigc_jax.tasks.image2image import image2image
 
   if config.task != "enhance":
     raise UserError(f"--mode=enhance needs a super-resolution config (configs/enhance.py); got task "

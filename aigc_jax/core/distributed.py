@@ -15,7 +15,7 @@ import os
 import jax
 import ml_collections
 
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 
 ENV_COORDINATOR = "AIGC_COORDINATOR"
 ENV_NUM_PROCESSES = "AIGC_NUM_PROCESSES"

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 from absl import logging
 
-from aigc_jax.errors import UserError
+from aigc_jax.core.errors import UserError
 
 ENV = "AIGC_COMPILATION_CACHE"
 OFF = ("off", "none", "0", "false", "no")

@@ -12,8 +12,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from aigc_jax import files
-from aigc_jax.errors import UserError
+from aigc_jax.core import files
+from aigc_jax.core.errors import UserError
 
 # Config entries that must match to resume: they change the networks or their inputs.
 RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule",

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aigc_jax import files, steps
-from aigc_jax.errors import UserError
+from aigc_jax.core import files
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Generator:
 
 def load_generator(config, workdir) -> Generator:
   """The latest GAN checkpoint of `workdir` (trained by `python main.py --config configs/dcgan.py:...`)."""
-  from aigc_jax import sample
+  from aigc_jax.tasks.gan import sample
 
   if config.task != "gan":
     raise UserError(f"GAN inversion needs a GAN config (configs/dcgan.py); got task '{config.task}'")

@@ -9,15 +9,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from aigc_jax import augment, data, files, images, loop, losses, models, parallel, steps, summary
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax.tasks.gan import augment, losses, steps
+from aigc_jax import data, models
+from aigc_jax.core import files, images, trainer, parallel, summary
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; raise UserError naming the value and what is accepted."""
   t = config.train
-  loop.validate(config, num_devices, positive=("train.sample_every",))
+  trainer.validate(config, num_devices, positive=("train.sample_every",))
   if t.loss not in losses.LOSSES:
     raise UserError(f"config.train.loss='{t.loss}' is not one of {', '.join(losses.LOSSES)}")
   validate_beyond(config)
@@ -94,7 +96,7 @@ def fixed_noise(config, n: int):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_after=None) -> steps.GANState:
-  """Trains until config.train.num_steps, or until `stop_after(step)` is true (see loop.run), and returns
+  """Trains until config.train.num_steps, or until `stop_after(step)` is true (see trainer.run), and returns
   the final host state."""
   validate(config, jax.device_count())
   dp = parallel.DataParallel(config.train.parallel)
@@ -116,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
   is_main = jax.process_index() == 0
   evaluator = None
   if config.eval.every:
-    from aigc_jax.evaluation import TrainingEval  # checks the extractor and real data before anything is written
+    from aigc_jax.tasks.gan.evaluation import TrainingEval  # checks the extractor and real data before anything is written
     evaluator = TrainingEval(config, workdir, is_main)
 
   # Everything is valid: from here on the work directory is written.
@@ -155,7 +157,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
   if evaluator:
     hooks.append((config.eval.every, lambda step, ds: evaluator(step, host_state(ds))))
   try:
-    dstate, _ = loop.run(train_step, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
+    dstate, _ = trainer.run(train_step, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
                          log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save, hooks=hooks,
                          progress=progress, writer=writer, is_main=is_main, stop_after=stop_after)
     return host_state(dstate)

@@ -134,7 +134,7 @@ def damage_batch(key, images, kinds: tuple[str, ...], sigma: float = 0.2, amount
 
 def parse_kinds(text: str, allowed=KINDS) -> tuple[str, ...]:
   """'center,strokes' -> ('center', 'strokes'), rejecting unknown names with a UserError."""
-  from aigc_jax.errors import UserError
+  from aigc_jax.core.errors import UserError
 
   kinds = tuple(k.strip() for k in text.split(",") if k.strip())
   bad = [k for k in kinds if k not in allowed]

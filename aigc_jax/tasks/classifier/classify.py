@@ -3,7 +3,7 @@
 `train_step` is pure (`state, batch -> state, metrics`) and runs unchanged under `jax.pmap` or a
 sharded `jax.jit` through `parallel.DataParallel`. `train_and_evaluate` reports test accuracy every
 `classifier.eval_every` steps and at the end, into TensorBoard and WORKDIR/metrics.json, and
-resumes from its latest checkpoint like the GAN loop. `predict` labels a folder, an .npz or one
+resumes from its latest checkpoint like the GAN trainer. `predict` labels a folder, an .npz or one
 image with a trained checkpoint.
 """
 
@@ -22,10 +22,12 @@ import numpy as np
 import optax
 from flax import struct
 
-from aigc_jax import data, files, loop, parallel, steps, summary
-from aigc_jax import images as image_utils
-from aigc_jax.checkpoint import Checkpoints
-from aigc_jax.errors import UserError
+from aigc_jax import data
+from aigc_jax.core import files, trainer, parallel, summary
+from aigc_jax.tasks.gan import steps
+from aigc_jax.core import images as image_utils
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
 from aigc_jax.models import classifier as classifier_model
 
 OPTIMIZERS = ("adam", "sgd")
@@ -181,7 +183,7 @@ def evaluate(dp: parallel.DataParallel, dstate, source: data.Source, config, eva
 def validate(config: ml_collections.ConfigDict, num_devices: int):
   """Config checks that need no data; raise UserError naming the value and what is accepted."""
   c, o = config.classifier, config.optim
-  loop.validate(config, num_devices, batches=("train.batch_size", "classifier.eval_batch_size"),
+  trainer.validate(config, num_devices, batches=("train.batch_size", "classifier.eval_batch_size"),
                 positive=("classifier.eval_every",))
   if o.optimizer not in OPTIMIZERS:
     raise UserError(f"config.optim.optimizer='{o.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
@@ -269,7 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt.save(step, dp.get_state(dstate.arrays), config, force=True)
 
   try:
-    dstate, step = loop.run(step_fn, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
+    dstate, step = trainer.run(step_fn, dstate, device_batches, dp=dp, start_step=start_step, num_steps=t.num_steps,
                             log_every=t.log_every, checkpoint_every=t.checkpoint_every, save=save,
                             hooks=[(c.eval_every, run_eval)], progress=progress, writer=writer, is_main=is_main)
     if not result:  # already trained to num_steps: report the checkpoint's accuracy again.

@@ -1,0 +1,1 @@
+"""The in-domain classifier: pure steps; modes train and classify."""

@@ -1,0 +1,1 @@
+"""Paired image-to-image GANs: repair (inpainting, denoising) and enhancement (super-resolution)."""

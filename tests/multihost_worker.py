@@ -19,11 +19,11 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from helpers import smoke_config  # noqa: E402
 
 from aigc_jax import data  # noqa: E402
 from aigc_jax.core import distributed
 from aigc_jax.tasks.gan import train
-from helpers import smoke_config  # noqa: E402
 
 
 def emulate_shards(shards: int):

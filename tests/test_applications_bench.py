@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
-from aigc_jax.tasks.image2image import image2image
+from aigc_jax.tasks.image2image import train as i2i_train
 from benchmarks import applications, photo_crops
 from configs import enhance as enhance_configs
 
@@ -27,8 +27,8 @@ def test_network_configs_are_the_presets_sized_by_the_flags(tmp_path):
       assert config.data.resolution == 32
     else:
       assert config.data.path == "/some/mnist"
-    if config.get("task") in image2image.TASKS and name != "sr4_feature":  # its classifier is set at training
-      image2image.validate(config, 1)
+    if config.get("task") in i2i_train.TASKS and name != "sr4_feature":  # its classifier is set at training
+      i2i_train.validate(config, 1)
   assert configs["denoise"].damage.kinds == configs["denoise_photos"].damage.kinds == "gaussian,salt_pepper"
   assert configs["denoise_photos"].model.residual and configs["sr4"].model.scale == 4
   assert configs["sr4_feature"].train.feature_weight == 0.25 and configs["sr4"].train.feature_weight == 0.0

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_jax.data import damage
-from aigc_jax.tasks.image2image import enhance, image2image, repair
-from aigc_jax.tasks.gan import inpaint, steps
 from aigc_jax.core.errors import UserError
+from aigc_jax.data import damage
 from aigc_jax.metrics import image_quality
 from aigc_jax.models import patchgan, srgan, unet
+from aigc_jax.tasks.gan import inpaint, steps
+from aigc_jax.tasks.image2image import enhance, repair
+from aigc_jax.tasks.image2image import steps as i2i_steps
+from aigc_jax.tasks.image2image import train as i2i_train
 from configs import enhance as enhance_configs
 from configs import repair as repair_configs
 from tests.conftest import ROOT
@@ -145,7 +147,7 @@ def trained(tmp_path_factory):
   repair_config.damage.kinds = "center,pixels"  # cheaper to compile; every kind is covered above
   for name, config in (("repair", repair_config), ("enhance", enhance_configs.get_config("smoke"))):
     workdir = tmp_path_factory.mktemp(name)
-    result = image2image.train_and_evaluate(config, str(workdir))
+    result = i2i_train.train_and_evaluate(config, str(workdir))
     out[name] = (config, workdir, result)
   return out
 
@@ -160,10 +162,10 @@ def test_training_writes_checkpoints_strips_and_metrics(trained):
 
 def test_blending_leaves_known_pixels_untouched(trained):
   config, workdir, _ = trained["repair"]
-  _, state = image2image.load_state(workdir)
+  _, state = i2i_train.load_state(workdir)
   x = jax.random.uniform(jax.random.PRNGKey(0), (6, 32, 32, 1), minval=-1, maxval=1)
-  g_in, _, known = image2image.degrade(state, jax.random.PRNGKey(1), x)
-  out = image2image.apply_generator(state, g_in)
+  g_in, _, known = i2i_steps.degrade(state, jax.random.PRNGKey(1), x)
+  out = i2i_steps.apply_generator(state, g_in)
   k = np.asarray(known[..., 0]) == 1
   assert k.any() and (~k).any()
   np.testing.assert_array_equal(np.asarray(out)[..., 0][k], np.asarray(x)[..., 0][k])
@@ -176,12 +178,12 @@ def test_step_is_the_same_under_pmap_and_jit():
 
   config = repair_configs.get_config("smoke")
   config.damage.kinds = "boxes,gaussian"
-  state = image2image.build_state(config)
+  state = i2i_train.build_state(config)
   batch = {"image": np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (8, 32, 32, 1), minval=-1, maxval=1))}
   results = []
   for mode in parallel.MODES:
     dp = parallel.DataParallel(mode)
-    ds, metrics = dp.step(image2image.train_step)(dp.put_state(state), dp.put_batch(batch))
+    ds, metrics = dp.step(i2i_steps.train_step)(dp.put_state(state), dp.put_batch(batch))
     results.append((dp.get_state(ds.g_params), dp.get_metrics(metrics)))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5), results[0][0], results[1][0])
   assert results[0][1]["l1"] == pytest.approx(results[1][1]["l1"], abs=1e-5)

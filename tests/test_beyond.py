@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from aigc_jax.tasks.gan import augment, ema, losses, regularizers, steps, train
-from aigc_jax.data import sources
-from configs import sngan
 from helpers import with_overrides
+
+from aigc_jax.data import sources
+from aigc_jax.tasks.gan import augment, ema, losses, regularizers, steps, train
+from configs import sngan
 
 
 def test_new_losses_match_their_formulas():

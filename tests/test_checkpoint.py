@@ -7,12 +7,21 @@ import subprocess
 import sys
 
 import pytest
-
-from aigc_jax.tasks.gan import train
-from aigc_jax.core.checkpoint import Checkpoints, incompatible_keys
-from aigc_jax.core.errors import UserError
 from conftest import ROOT
 from helpers import assert_trees_equal, smoke_config
+
+from aigc_jax.core.checkpoint import (
+  IGNORED_KEYS,
+  RESUME_KEYS,
+  Checkpoints,
+  flatten,
+  incompatible_keys,
+)
+from aigc_jax.core.errors import UserError
+from aigc_jax.tasks.classifier import train as cls_train
+from aigc_jax.tasks.gan import state as gan_state
+from aigc_jax.tasks.gan import train
+from aigc_jax.tasks.image2image import train as i2i_train
 
 
 def _snapshot(path):
@@ -105,8 +114,10 @@ def test_checkpoint_from_before_a_key_existed_resumes_as_the_default(trained, tm
   assert_trees_equal(again.arrays, final.arrays)
   with pytest.raises(UserError, match=r"model.dtype: 'float32' \(the default; the checkpoint predates the key\) "
                                       r"-> 'bfloat16'"):
-    Checkpoints(old / "checkpoints").check_compatible(smoke_config(**{"model.dtype": "bfloat16"}))
-  assert incompatible_keys(ckpt.saved_config(6), smoke_config(**{"train.ema_decay": 0.999}).to_dict()) == [
+    Checkpoints(old / "checkpoints").check_compatible(smoke_config(**{"model.dtype": "bfloat16"}),
+                                                       gan_state.RESUME_DEFAULTS)
+  assert incompatible_keys(ckpt.saved_config(6), smoke_config(**{"train.ema_decay": 0.999}).to_dict(),
+                          gan_state.RESUME_DEFAULTS) == [
       "train.ema_decay"]
 
 
@@ -117,7 +128,18 @@ def test_other_tasks_take_defaults_only_outside_their_own_model_and_optim():
   saved = classifier.get_config("smoke").to_dict()
   del saved["train"]["ema_decay"], saved["model"]["num_classes"]
   # train.* comes from configs/default.py for every task; a classifier's model.* does not.
-  assert incompatible_keys(saved, now) == ["model.num_classes"]
+  assert incompatible_keys(saved, now, cls_train.RESUME_DEFAULTS) == ["model.num_classes"]
+
+
+def test_resume_defaults_are_the_defaults_of_configs_default():
+  """What each task passes for keys an old checkpoint lacks is what configs/default.py says today."""
+  from configs import default
+
+  flat = flatten(default.get_config().to_dict())
+  for defaults in (gan_state.RESUME_DEFAULTS, cls_train.RESUME_DEFAULTS, i2i_train.RESUME_DEFAULTS):
+    assert {k: flat[k] for k in defaults} == defaults
+  resume = {k for k in flat if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)} - set(IGNORED_KEYS)
+  assert set(gan_state.RESUME_DEFAULTS) == resume
 
 
 def test_damaged_checkpoint_is_reported(trained, tmp_path):

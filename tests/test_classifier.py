@@ -7,17 +7,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
-
-from aigc_jax.tasks.classifier import classify
-from aigc_jax import data
-from aigc_jax.core import parallel
-from aigc_jax.data.sources import digits_arrays, split_slice
-from aigc_jax.core.errors import UserError
-from aigc_jax.models.classifier import Classifier
-from configs import classifier as classifier_configs
 from conftest import SHARED_MNIST
 from helpers import assert_trees_equal, with_overrides
+from PIL import Image
+
+from aigc_jax import data
+from aigc_jax.core import parallel
+from aigc_jax.core.errors import UserError
+from aigc_jax.data.sources import digits_arrays, split_slice
+from aigc_jax.models.classifier import Classifier
+from aigc_jax.tasks.classifier import predict as cls_predict
+from aigc_jax.tasks.classifier import steps as cls_steps
+from aigc_jax.tasks.classifier import train as cls_train
+from configs import classifier as classifier_configs
 
 
 def smoke(**overrides):
@@ -47,7 +49,7 @@ def test_presets_and_unknown_preset():
   for preset in classifier_configs.PRESETS:
     config = classifier_configs.get_config(preset)
     assert config.task == "classifier" and "loss" not in config.train
-    classify.validate(config, 4)
+    cls_train.validate(config, 4)
   mnist = classifier_configs.get_config("mnist")
   assert (mnist.data.split, mnist.data.test_split) == ("train[:8000]", "train[8000:]")
   with pytest.raises(ValueError, match="unknown preset 'nope'"):
@@ -61,8 +63,8 @@ def _fixed_batch(n=16):
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch_and_is_deterministic():
   config = smoke(**{"optim.schedule": "constant", "optim.lr": 3e-3})
-  state, batch = classify.build_state(config), _fixed_batch()
-  step = jax.jit(lambda s, b: classify.train_step(s, b, label_smoothing=0.1, augment_shift=2))
+  state, batch = cls_train.build_state(config), _fixed_batch()
+  step = jax.jit(lambda s, b: cls_steps.train_step(s, b, label_smoothing=0.1, augment_shift=2))
   a, ma = step(state, batch)
   b, mb = step(state, batch)
   assert_trees_equal(a.arrays, b.arrays)
@@ -78,21 +80,21 @@ def test_pmap_steps_equal_single_device_steps():
   """The jit-sharded steps are exercised end to end below; pmap's axis plumbing is the one to check here."""
   mode, config, batch = "pmap", smoke(), _fixed_batch()
   kw = {"label_smoothing": 0.1, "augment_shift": 2}
-  ref = initial = classify.build_state(config)
-  single = jax.jit(lambda s, b: classify.train_step(s, b, **kw))
+  ref = initial = cls_train.build_state(config)
+  single = jax.jit(lambda s, b: cls_steps.train_step(s, b, **kw))
   for _ in range(2):
     ref, ref_metrics = single(ref, batch)
   dp = parallel.DataParallel(mode)
   dstate = dp.put_state(initial.replace(model=initial.model.clone(bn_axis_name=parallel.bn_axis_name(mode))))
-  step = dp.step(classify.train_step, **kw)
+  step = dp.step(cls_steps.train_step, **kw)
   for _ in range(2):
     dstate, metrics = step(dstate, dp.put_batch(batch))
   assert_trees_equal(dp.get_state(dstate.arrays), jax.device_get(ref.arrays), rtol=2e-5, atol=2e-6)
   for k, v in dp.get_metrics(metrics).items():
     np.testing.assert_allclose(v, float(ref_metrics[k]), rtol=1e-4, atol=1e-6)
   masked = {**batch, "mask": np.arange(16) < 11}
-  _, sums = dp.step(classify._eval_for_parallel, donate=False)(dstate, dp.put_batch(masked))
-  ref_sums = jax.jit(classify.eval_step)(ref, masked)
+  _, sums = dp.step(cls_steps.eval_for_parallel, donate=False)(dstate, dp.put_batch(masked))
+  ref_sums = jax.jit(cls_steps.eval_step)(ref, masked)
   assert dp.get_metrics(sums)["count"] == 11
   for k, v in dp.get_metrics(sums).items():
     np.testing.assert_allclose(v, float(ref_sums[k]), rtol=1e-4, atol=1e-5)
@@ -100,8 +102,8 @@ def test_pmap_steps_equal_single_device_steps():
 
 def test_random_shift_moves_images_within_bounds():
   images = jnp.arange(2 * 6 * 6, dtype=jnp.float32).reshape(2, 6, 6, 1)
-  assert_trees_equal(classify.random_shift(jax.random.PRNGKey(0), images, 0), images)
-  shifted = classify.random_shift(jax.random.PRNGKey(1), images, 2)
+  assert_trees_equal(cls_steps.random_shift(jax.random.PRNGKey(0), images, 0), images)
+  shifted = cls_steps.random_shift(jax.random.PRNGKey(1), images, 2)
   assert shifted.shape == images.shape and not np.array_equal(shifted, images)
   assert set(np.unique(shifted)) <= set(np.unique(images))
 
@@ -158,25 +160,25 @@ def _check_metrics(workdir, steps, examples):
 def trained(tmp_path_factory):
   """The smoke preset trained on the digits: 4 steps, jit-sharded over 4 devices (compiles faster than pmap)."""
   workdir = tmp_path_factory.mktemp("classifier") / "run"
-  result = classify.train_and_evaluate(smoke(**{"train.parallel": "jit"}), str(workdir))
+  result = cls_train.train_and_evaluate(smoke(**{"train.parallel": "jit"}), str(workdir))
   assert result["test_examples"] == 297
   return workdir
 
 
 def test_training_writes_checkpoints_and_metrics_and_resumes(trained, capsys):
   _check_metrics(trained, [2, 4], 297)
-  classify.train_and_evaluate(smoke(**{"train.num_steps": 6, "train.parallel": "jit"}), str(trained))
+  cls_train.train_and_evaluate(smoke(**{"train.num_steps": 6, "train.parallel": "jit"}), str(trained))
   assert "resumed from step 4" in capsys.readouterr().out
   _check_metrics(trained, [2, 4, 6], 297)
   with pytest.raises(UserError, match="incompatible config.*model.width"):
-    classify.train_and_evaluate(smoke(**{"model.width": 8}), str(trained))
+    cls_train.train_and_evaluate(smoke(**{"model.width": 8}), str(trained))
 
 
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason="shared MNIST not present")
 def test_a_few_steps_on_shared_mnist(tmp_path):
   config = smoke(**{"data.source": "files", "data.path": str(SHARED_MNIST), "data.split": "train[:512]",
                     "data.test_split": "train[-100:]", "train.parallel": "jit"})
-  result = classify.train_and_evaluate(config, str(tmp_path))
+  result = cls_train.train_and_evaluate(config, str(tmp_path))
   assert result["test_examples"] == 100
   metrics = _check_metrics(tmp_path, [2, 4], 100)
   assert metrics["train_split"] == "train[:512]" and metrics["test_split"] == "train[-100:]"
@@ -185,7 +187,7 @@ def test_a_few_steps_on_shared_mnist(tmp_path):
 def test_predict_npz_to_csv_json_and_stdout(trained, tmp_path, capsys):
   images, _ = _digit_images(5, size=28)
   np.savez(tmp_path / "x.npz", images=images[..., 0])
-  rows = classify.predict(smoke(), trained, str(tmp_path / "x.npz"), str(tmp_path / "p.csv"))
+  rows = cls_predict.predict(smoke(), trained, str(tmp_path / "x.npz"), str(tmp_path / "p.csv"))
   with open(tmp_path / "p.csv") as f:
     table = list(csv.DictReader(f))
   assert [r["name"] for r in table] == ["0", "1", "2", "3", "4"]
@@ -193,10 +195,10 @@ def test_predict_npz_to_csv_json_and_stdout(trained, tmp_path, capsys):
   for r, row in zip(rows, table):
     assert int(row["label"]) == r["label"] == int(np.argmax(r["probabilities"]))
     assert abs(sum(r["probabilities"]) - 1) < 1e-4
-  classify.predict(smoke(), trained, str(tmp_path / "x.npz"), str(tmp_path / "p.json"))
+  cls_predict.predict(smoke(), trained, str(tmp_path / "x.npz"), str(tmp_path / "p.json"))
   assert json.loads((tmp_path / "p.json").read_text())[2]["label"] == rows[2]["label"]
   capsys.readouterr()
-  classify.predict(smoke(), trained, str(tmp_path / "x.npz"))
+  cls_predict.predict(smoke(), trained, str(tmp_path / "x.npz"))
   lines = capsys.readouterr().out.splitlines()
   assert len(lines) == 5 and lines[0].split("\t")[:2] == ["0", str(rows[0]["label"])]
 
@@ -206,9 +208,9 @@ def test_predict_folder_of_pngs_and_one_image(trained, tmp_path):
   (tmp_path / "in" / "sub").mkdir(parents=True)
   for i, im in enumerate(images):
     Image.fromarray(np.repeat(im, 3, -1)).save(tmp_path / "in" / ("sub" if i else "") / f"{i}.png")
-  rows = classify.predict(smoke(), trained, str(tmp_path / "in"), str(tmp_path / "p.json"))
+  rows = cls_predict.predict(smoke(), trained, str(tmp_path / "in"), str(tmp_path / "p.json"))
   assert [r["name"] for r in rows] == ["0.png", "sub/1.png", "sub/2.png"]
-  one = classify.predict(smoke(), trained, str(tmp_path / "in" / "sub" / "2.png"), str(tmp_path / "one.json"))
+  one = cls_predict.predict(smoke(), trained, str(tmp_path / "in" / "sub" / "2.png"), str(tmp_path / "one.json"))
   assert one[0]["name"] == "2.png"
   np.testing.assert_allclose(one[0]["probabilities"], rows[2]["probabilities"], rtol=1e-5, atol=1e-6)
 
@@ -253,7 +255,7 @@ def test_predict_bad_input_is_a_one_line_user_error(trained, tmp_path, case, mat
   elif case == "missing_checkpoint":
     workdir = tmp_path / "untrained"
   with pytest.raises(UserError, match=match) as e:
-    classify.predict(config, workdir, str(path), str(output))
+    cls_predict.predict(config, workdir, str(path), str(output))
   assert "\n" not in str(e.value)
   assert output.read_text() == "keep me" if case == "output_exists" else not output.exists()
   assert not (tmp_path / "untrained").exists()
@@ -264,5 +266,5 @@ def test_training_needs_labels(tmp_path):
   config = smoke(**{"data.source": "files", "data.path": str(tmp_path / "x.npz"), "data.split": "train[:30]",
                     "data.test_split": "train[30:]"})
   with pytest.raises(UserError, match="unlabelled images"):
-    classify.train_and_evaluate(config, str(tmp_path / "w"))
+    cls_train.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from aigc_jax.core import compilation
-from conftest import ROOT
 
 # Compiles one small program with the cache as main.py sets it up and reports JAX's cache events.
 PROBE = """

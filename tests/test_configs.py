@@ -3,11 +3,11 @@ CIFAR-10 recipes stay as published."""
 
 import jax
 import pytest
+from helpers import with_overrides
 
 from aigc_jax import models
 from aigc_jax.tasks.gan import train
 from configs import biggan, classifier, dcgan, enhance, repair, sngan
-from helpers import with_overrides
 
 GAN_CONFIGS = (dcgan, sngan, biggan)
 ALL_PRESETS = [(m, p) for m in (*GAN_CONFIGS, classifier, repair, enhance) for p in m.PRESETS]

@@ -5,12 +5,12 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import SHARED_MNIST
+from helpers import smoke_config
 from PIL import Image
 
 from aigc_jax import data
 from aigc_jax.core.errors import UserError
-from conftest import SHARED_MNIST
-from helpers import smoke_config
 
 
 def _take(source, cfg, n, batch_size=8, seed=0, start_step=0):

@@ -6,16 +6,16 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from aigc_jax.tasks.classifier import classify
-from aigc_jax.tasks.gan import evaluation, train
-from aigc_jax.core.checkpoint import Checkpoints
-from aigc_jax.data.sources import digits_arrays, fit_images
-from aigc_jax.core.errors import UserError
-from aigc_jax.metrics import extractors
-from configs import classifier as classifier_configs
 from helpers import assert_trees_equal, smoke_config
 from test_main import SMOKE, run_main
+
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
+from aigc_jax.data.sources import digits_arrays, fit_images
+from aigc_jax.metrics import evaluator, extractors
+from aigc_jax.tasks.classifier import train as cls_train
+from aigc_jax.tasks.gan import evaluation, train
+from configs import classifier as classifier_configs
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def classifier_workdir(tmp_path_factory):
   w = tmp_path_factory.mktemp("clf")
   config = classifier_configs.get_config("smoke")
   ckpt = Checkpoints(w / "checkpoints")
-  ckpt.save(0, classify.build_state(config).arrays, config, force=True)
+  ckpt.save(0, cls_train.build_state(config).arrays, config, force=True)
   ckpt.close()
   return w
 
@@ -68,7 +68,7 @@ def test_from_config_errors(tmp_path):
 
 def test_metrics_separate_real_from_noise_and_real_stats_are_cached(classifier_workdir, tmp_path, monkeypatch):
   config = eval_config(classifier_workdir, tmp_path / "cache")
-  ev = evaluation.Evaluator(config, log=lambda m: None)
+  ev = evaluator.Evaluator(config, log=lambda m: None)
   assert int(ev.real["count"]) == 200 and len(list((tmp_path / "cache").glob("stats_*.npz"))) == 1
   held_out = ev.evaluate(digits(1000, 1200))
   noise = ev.evaluate(np.random.default_rng(0).integers(0, 256, (200, 32, 32, 1), dtype=np.uint8))
@@ -79,8 +79,8 @@ def test_metrics_separate_real_from_noise_and_real_stats_are_cached(classifier_w
                       "confident", "real_confident", "class_tv", "class_hist"}
     assert 0 <= r["class_tv"] <= 1 and abs(sum(r["class_hist"]) - 1) < 1e-3 and r["classifier_is"] >= 1
   # A second evaluator reads the cached statistics instead of the data.
-  monkeypatch.setattr(evaluation, "_real_batches", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
-  again = evaluation.Evaluator(config, log=lambda m: None)
+  monkeypatch.setattr(evaluator, "_real_batches", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed")))
+  again = evaluator.Evaluator(config, log=lambda m: None)
   np.testing.assert_array_equal(again.real["mu"], ev.real["mu"])
   assert again.evaluate(digits(1000, 1200))["fid"] == pytest.approx(held_out["fid"])
 
@@ -93,7 +93,7 @@ def test_metrics_separate_real_from_noise_and_real_stats_are_cached(classifier_w
 ])
 def test_bad_eval_config(classifier_workdir, tmp_path, overrides, match):
   with pytest.raises(UserError, match=match):
-    evaluation.validate(eval_config(classifier_workdir, tmp_path, **overrides))
+    evaluator.validate(eval_config(classifier_workdir, tmp_path, **overrides))
 
 
 def _scalar_tags(workdir):
@@ -206,7 +206,7 @@ def test_eval_of_real_images_as_a_reference(classifier_workdir, tmp_path, capsys
   result = evaluation.run(config, None, samples="data:train[1000:]")
   assert json.loads(capsys.readouterr().out.strip()) == result
   assert result["num_samples"] == config.eval.num_samples == 64 and result["samples"] == "data:train[1000:]"
-  np.testing.assert_array_equal(evaluation.read_samples("data:train[1000:]", config), digits(1000, 1064))
+  np.testing.assert_array_equal(evaluator.read_samples("data:train[1000:]", config), digits(1000, 1064))
 
 
 def test_two_processes_evaluate_together_and_only_process_0_writes(classifier_workdir, tmp_path):
@@ -227,7 +227,6 @@ def test_two_processes_evaluate_together_and_only_process_0_writes(classifier_wo
 
 def test_inception_extractor_is_loaded_lazily_and_gets_rgb(classifier_workdir, tmp_path, monkeypatch):
   """The Inception module is imported only for extractor=inception; grey images reach it as RGB."""
-  import sys
   import types
 
   seen = []
@@ -245,10 +244,10 @@ def test_inception_extractor_is_loaded_lazily_and_gets_rgb(classifier_workdir, t
       return feats, feats[:, :4]
 
   module = types.SimpleNamespace(InceptionExtractor=FakeInception)
-  monkeypatch.setitem(sys.modules, "aigc_jax.metrics.inception", module)
+  monkeypatch.setattr(extractors, "inception", module)
   (tmp_path / "w.npz").write_bytes(b"weights")
   config = eval_config(classifier_workdir, tmp_path / "cache", **{
       "eval.extractor": "inception", "eval.inception_weights": str(tmp_path / "w.npz"), "eval.metrics": "fid,kid,is"})
-  result = evaluation.Evaluator(config, log=lambda m: None).evaluate(digits(1000, 1064))
+  result = evaluator.Evaluator(config, log=lambda m: None).evaluate(digits(1000, 1064))
   assert result["extractor"] == "fake-inception" and {"fid", "kid", "is", "is_std"} <= set(result)
   assert "classifier_is" not in result and seen and all(s[1:] == (32, 32, 3) for s in seen)

@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.tasks.classifier import classify
-from aigc_jax.tasks.image2image import feature_loss, image2image
 from aigc_jax.core.errors import UserError
 from aigc_jax.models.classifier import ResidualBlock
+from aigc_jax.tasks.classifier import train as cls_train
+from aigc_jax.tasks.image2image import feature_loss
+from aigc_jax.tasks.image2image import steps as i2i_steps
+from aigc_jax.tasks.image2image import train as i2i_train
 from configs import classifier as classifier_configs
 from configs import enhance as enhance_configs
 from tests.helpers import assert_trees_equal, with_overrides
@@ -19,7 +21,7 @@ from tests.helpers import assert_trees_equal, with_overrides
 def classifier_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("cls")
   config = with_overrides(classifier_configs.get_config("smoke"), **{"train.parallel": "jit"})
-  classify.train_and_evaluate(config, str(workdir))
+  cls_train.train_and_evaluate(config, str(workdir))
   return workdir
 
 
@@ -56,14 +58,14 @@ def test_loss_is_the_squared_feature_distance(classifier_workdir):
 
 def _sr_state(classifier_workdir):
   config = with_overrides(enhance_configs.get_config("smoke"), **{"optim.schedule": "constant"})
-  state = image2image.build_state(config)
+  state = i2i_train.build_state(config)
   return state.replace(features=feature_loss.load(str(classifier_workdir), 1))
 
 
 def test_gradients_reach_the_generator_only(classifier_workdir):
   state = _sr_state(classifier_workdir)
   batch = {"image": jax.random.uniform(jax.random.PRNGKey(2), (8, 16, 16, 1), minval=-1, maxval=1)}
-  step = jax.jit(image2image.train_step, static_argnames=("feature_weight",))
+  step = jax.jit(i2i_steps.train_step, static_argnames=("feature_weight",))
   without, m0 = step(state, batch, feature_weight=0.0)
   with_feat, m1 = step(state, batch, feature_weight=1.0)
   assert "feature" not in m0 and float(m1["feature"]) > 0
@@ -84,9 +86,9 @@ def test_gradients_reach_the_generator_only(classifier_workdir):
 def test_smoke_training_with_the_feature_loss(classifier_workdir, tmp_path):
   config = with_overrides(enhance_configs.get_config("smoke"), **{
       "train.feature_weight": 0.1, "train.feature_workdir": str(classifier_workdir)})
-  result = image2image.train_and_evaluate(config, str(tmp_path / "sr"))
+  result = i2i_train.train_and_evaluate(config, str(tmp_path / "sr"))
   assert result["step"] == config.train.num_steps and np.isfinite(result["psnr"])
-  _, state = image2image.load_state(tmp_path / "sr")  # inference needs no classifier
+  _, state = i2i_train.load_state(tmp_path / "sr")  # inference needs no classifier
   assert state.features is None
 
 
@@ -96,15 +98,15 @@ def test_missing_or_wrong_classifier_is_a_clear_error(classifier_workdir, tmp_pa
   with pytest.raises(UserError, match="1-channel images but the generator makes 3-channel"):
     feature_loss.load(str(classifier_workdir), 3)
   sr = enhance_configs.get_config("smoke")
-  image2image.train_and_evaluate(sr, str(tmp_path / "sr"))
+  i2i_train.train_and_evaluate(sr, str(tmp_path / "sr"))
   with pytest.raises(UserError, match="holds a 'enhance' run, not a classifier"):
     feature_loss.load(str(tmp_path / "sr"), 1)
   with pytest.raises(UserError, match="needs config.train.feature_workdir"):
-    image2image.validate(with_overrides(enhance_configs.get_config("smoke"), **{"train.feature_weight": 1.0}), 1)
+    i2i_train.validate(with_overrides(enhance_configs.get_config("smoke"), **{"train.feature_weight": 1.0}), 1)
 
 
 def test_step_without_the_classifier_says_so(classifier_workdir):
   state = _sr_state(classifier_workdir).replace(features=None)
   batch = {"image": jnp.zeros((8, 16, 16, 1))}
   with pytest.raises(ValueError, match=r"feature_weight=0.5 needs state.features"):
-    image2image.train_step(state, batch, feature_weight=0.5)
+    i2i_steps.train_step(state, batch, feature_weight=0.5)

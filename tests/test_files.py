@@ -11,8 +11,8 @@ from etils.epath import testing as epath_testing
 from PIL import Image
 
 from aigc_jax.core import files, images
-from aigc_jax.tasks.gan import sample
 from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.tasks.gan import sample
 
 
 class Boom(Exception):

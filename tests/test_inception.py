@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 import torch_files
+
 from aigc_jax.core.errors import UserError
 from aigc_jax.metrics import inception as inc
 from aigc_jax.models import inception as model_lib

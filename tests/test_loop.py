@@ -2,19 +2,19 @@
 
 import jax
 import pytest
+from helpers import smoke_config, with_overrides
 
-from aigc_jax.tasks.classifier import classify
-from aigc_jax.tasks.image2image import image2image
-from aigc_jax.tasks.gan import train
 from aigc_jax.core.errors import UserError
+from aigc_jax.tasks.classifier import train as cls_train
+from aigc_jax.tasks.gan import train
+from aigc_jax.tasks.image2image import train as i2i_train
 from configs import classifier as classifier_configs
 from configs import repair as repair_configs
-from helpers import smoke_config, with_overrides
 
 TRAINERS = {
     "gan": (train.validate, smoke_config),
-    "classifier": (classify.validate, lambda: classifier_configs.get_config("smoke")),
-    "repair": (image2image.validate, lambda: repair_configs.get_config("smoke")),
+    "classifier": (cls_train.validate, lambda: classifier_configs.get_config("smoke")),
+    "repair": (i2i_train.validate, lambda: repair_configs.get_config("smoke")),
 }
 
 
@@ -52,9 +52,9 @@ def test_trainer_specific_counts_must_be_positive():
   with pytest.raises(UserError, match=r"config.train.sample_every=0 must be positive"):
     train.validate(smoke_config(**{"train.sample_every": 0}), 4)
   with pytest.raises(UserError, match=r"config.train.sample_every=0 must be positive"):
-    image2image.validate(with_overrides(repair_configs.get_config("smoke"), **{"train.sample_every": 0}), 4)
+    i2i_train.validate(with_overrides(repair_configs.get_config("smoke"), **{"train.sample_every": 0}), 4)
   classifier = classifier_configs.get_config("smoke")
   with pytest.raises(UserError, match=r"config.classifier.eval_every=0 must be positive"):
-    classify.validate(with_overrides(classifier, **{"classifier.eval_every": 0}), 4)
+    cls_train.validate(with_overrides(classifier, **{"classifier.eval_every": 0}), 4)
   with pytest.raises(UserError, match=r"config.classifier.eval_batch_size=10 is not a positive multiple of the 4"):
-    classify.validate(with_overrides(classifier_configs.get_config("smoke"), **{"classifier.eval_batch_size": 10}), 4)
+    cls_train.validate(with_overrides(classifier_configs.get_config("smoke"), **{"classifier.eval_batch_size": 10}), 4)

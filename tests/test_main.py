@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT
 
 SMOKE = f"{ROOT}/configs/dcgan.py:smoke"
@@ -25,6 +24,42 @@ def workdir(tmp_path_factory):
   assert r.returncode == 0, r.stderr[-3000:]
   assert "step 6/6" in r.stdout and "steps/s" in r.stdout and "ETA" in r.stdout
   return w
+
+
+def test_train_says_what_it_does_and_what_comes_next(tmp_path):
+  """One opening line, one closing line with the next command, and no third-party log noise."""
+  w = tmp_path / "run"
+  r = run_main("--config", SMOKE, "--workdir", str(w))
+  assert r.returncode == 0, r.stderr[-3000:]
+  lines = r.stdout.splitlines()
+  assert lines[0].startswith("train gan (dcgan) on digits [train]: 1797 images, 32x32x1 | 1 device(s) (cpu)")
+  assert "6 steps" in lines[0] and f"workdir {w}" in lines[0]
+  assert lines[-1].startswith(f"done: checkpoints, samples/ and tensorboard/ in {w}; next: python main.py "
+                              "--mode=sample")
+  assert r.stderr.strip() == "", r.stderr[-3000:]  # no INFO/WARNING lines from TensorFlow, absl or Orbax
+  verbose = run_main("--config", SMOKE, "--workdir", str(w), "--config.train.num_steps=8", "--verbose")
+  assert verbose.returncode == 0 and verbose.stderr.strip(), "--verbose brings the library logs back"
+
+
+def test_gan_config_repairs_by_inversion(workdir, tmp_path):
+  """--mode=repair with a GAN config fills holes by GAN inversion, as the README shows."""
+  from PIL import Image
+
+  Image.fromarray(np.full((32, 32), 200, np.uint8)).save(tmp_path / "digit.png")
+  r = run_main("--mode=repair", "--config", SMOKE, "--workdir", str(workdir), "--input", str(tmp_path / "digit.png"),
+               "--mask", "center", "--output", str(tmp_path / "out"))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit.png", "digit_strip.png"]
+  r = run_main("--mode=repair", "--config", SMOKE, "--workdir", str(workdir), "--input", str(tmp_path / "digit.png"),
+               "--output", str(tmp_path / "out2"))
+  assert r.returncode == 2 and "GAN-inversion inpainting fills holes" in r.stderr
+  assert not (tmp_path / "out2").exists()
+
+
+def test_removed_config_key_names_its_replacement(tmp_path):
+  r = run_main("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--config.model.upconv_impl=xla")
+  assert r.returncode == 2 and "config.model.upconv_impl is now config.conv_impl" in r.stderr
+  assert not (tmp_path / "w").exists()
 
 
 def test_train_writes_checkpoints_events_and_sample_pngs(workdir):

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SHARED_MNIST
 
 SCRIPT = str(ROOT / "benchmarks" / "mnist_quality.py")
@@ -25,11 +24,11 @@ def _run(*args, data=SHARED_MNIST):
 
 @pytest.fixture(scope="module")
 def classifier_workdir(tmp_path_factory):
-  from aigc_jax.tasks.classifier import classify
+  from aigc_jax.tasks.classifier import train as cls_train
   from configs import classifier
 
   workdir = tmp_path_factory.mktemp("clf")
-  classify.train_and_evaluate(classifier.get_config("smoke"), str(workdir))
+  cls_train.train_and_evaluate(classifier.get_config("smoke"), str(workdir))
   return workdir
 
 

@@ -16,13 +16,13 @@ import time
 import jax
 import numpy as np
 import pytest
-
-from aigc_jax.core import distributed
-from aigc_jax.tasks.gan import train
-from aigc_jax.core.checkpoint import Checkpoints
-from aigc_jax.core.errors import UserError
 from conftest import ROOT
 from helpers import assert_trees_equal, smoke_config
+
+from aigc_jax.core import distributed
+from aigc_jax.core.checkpoint import Checkpoints
+from aigc_jax.core.errors import UserError
+from aigc_jax.tasks.gan import train
 
 WORKER = ROOT / "tests" / "multihost_worker.py"
 PHASE_TIMEOUT_S = 480  # per group of concurrent workers; the slower group takes ~1-2 min on 2 busy cores.

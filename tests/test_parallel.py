@@ -3,10 +3,10 @@
 import jax
 import numpy as np
 import pytest
+from helpers import assert_trees_equal, smoke_config
 
 from aigc_jax.core import parallel
 from aigc_jax.tasks.gan import steps, train
-from helpers import assert_trees_equal, smoke_config
 
 
 def _batches(n, batch_size=16):

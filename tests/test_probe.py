@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import smoke_config
 
-from aigc_jax.tasks.gan import probe, train
 from aigc_jax.core.checkpoint import Checkpoints
 from aigc_jax.core.errors import UserError
 from aigc_jax.models.dcgan import Discriminator
-from helpers import smoke_config
+from aigc_jax.tasks.gan import probe, train
 
 
 @pytest.fixture(scope="module")

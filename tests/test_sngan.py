@@ -6,17 +6,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
+from helpers import assert_trees_equal, with_overrides
+from test_main import run_main
 
 from aigc_jax import models
 from aigc_jax.core import parallel
-from aigc_jax.tasks.gan import steps, train
 from aigc_jax.core.checkpoint import Checkpoints
 from aigc_jax.core.errors import UserError
 from aigc_jax.models import sngan as sngan_models
-from conftest import ROOT
+from aigc_jax.tasks.gan import steps, train
 from configs import sngan
-from helpers import assert_trees_equal, with_overrides
-from test_main import run_main
 
 SMOKE = f"{ROOT}/configs/sngan.py:smoke"
 # Everything at once, so one compilation per parallel mode covers it: conditioning, EMA, DiffAugment,

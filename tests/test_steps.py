@@ -5,9 +5,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from helpers import assert_trees_equal, smoke_config
 
 from aigc_jax.tasks.gan import losses, steps, train
-from helpers import assert_trees_equal, smoke_config
 
 
 def _setup(**overrides):

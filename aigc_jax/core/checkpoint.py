@@ -6,11 +6,13 @@ Resuming with a config that changes what the arrays mean is refused before anyth
 """
 
 import json
+from typing import Mapping
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from aigc_jax.core import files
 from aigc_jax.core.errors import UserError
@@ -18,51 +20,50 @@ from aigc_jax.core.errors import UserError
 # Config entries that must match to resume: they change the networks or their inputs.
 RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule",
                "train.ema_decay")
-# Formulations of the same layers (same parameters and values): a checkpoint moves freely between them.
-INTERCHANGEABLE_KEYS = ("model.upconv_impl", "model.downconv_impl")
+# Keys older checkpoints saved that no longer decide anything about the arrays: the CPU formulations
+# of the same convolutions (same parameters and values), now chosen per run outside `model`.
+IGNORED_KEYS = ("model.upconv_impl", "model.downconv_impl")
 
 
-def _flat(d, prefix=""):
+def flatten(d: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
   out = {}
   for k, v in d.items():
     key = f"{prefix}{k}"
     if isinstance(v, dict):
-      out.update(_flat(v, key + "."))
+      out.update(flatten(v, key + "."))
     else:
       out[key] = v
   return out
 
 
-def _defaults(task: str) -> dict:
-  """configs/default.py flattened: what a key meant before it was added to the config.
-
-  The other tasks replace its model and optim sections with their own, so for them only the rest
-  applies. Outside a checkout there is no configs/, and absent keys must match exactly.
-  """
-  try:
-    from configs import default
-  except ImportError:
-    return {}
-  flat = _flat(default.get_config().to_dict())
-  if task != "gan":
-    flat = {k: v for k, v in flat.items() if not k.startswith(("model.", "optim."))}
-  return flat
-
-
-def _saved_values(saved: dict, keys) -> dict:
+def _saved_values(saved: dict, keys, defaults: Mapping) -> dict:
   """The saved config flattened, a key it lacks read as its default: the checkpoint was written before
   the key existed, so it was trained with the behaviour the default gives."""
-  defaults = _defaults(saved.get("task", "gan"))
-  return {**{k: defaults[k] for k in keys if k in defaults}, **_flat(saved)}
+  return {**{k: defaults[k] for k in keys if k in defaults}, **flatten(saved)}
 
 
-def incompatible_keys(saved: dict, current: dict) -> list[str]:
-  """Keys under RESUME_KEYS whose values differ between a saved and the current config dict."""
-  b = _flat(current)
-  keys = {k for k in _flat(saved).keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
-  keys -= set(INTERCHANGEABLE_KEYS)
-  a = _saved_values(saved, keys)
+def incompatible_keys(saved: dict, current: dict, defaults: Mapping = {}) -> list[str]:
+  """Keys under RESUME_KEYS whose values differ between a saved and the current config dict.
+
+  `defaults` (flat, e.g. {'model.cond_mode': 'none'}) gives what a key the saved config lacks meant;
+  each task passes its own, so this module needs no config files.
+  """
+  b = flatten(current)
+  keys = {k for k in flatten(saved).keys() | b.keys() if any(k == p or k.startswith(p + ".") for p in RESUME_KEYS)}
+  keys -= set(IGNORED_KEYS)
+  a = _saved_values(saved, keys, defaults)
   return sorted(k for k in keys if a.get(k) != b.get(k))
+
+
+def same_on_all_processes(what: str, value: int, directory):
+  """Processes that see different checkpoints would pair up mismatched collectives and hang; say why instead."""
+  if jax.process_count() == 1:
+    return
+  values = np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()
+  if (values != int(value)).any():
+    raise UserError(f"the processes see different checkpoints in {directory} ({what} per process: "
+                    f"{values.tolist()}); --workdir must be one directory all processes share")
 
 
 class Checkpoints:
@@ -93,16 +94,19 @@ class Checkpoints:
     except Exception as e:
       raise self._unreadable(step, e) from None
 
-  def check_compatible(self, config: ml_collections.ConfigDict) -> int | None:
-    """Returns the step to resume from, or raises if the saved config conflicts with `config`."""
+  def check_compatible(self, config: ml_collections.ConfigDict, defaults: Mapping = {}) -> int | None:
+    """Returns the step to resume from, or raises if the saved config conflicts with `config`.
+
+    `defaults`: see `incompatible_keys`.
+    """
     step = self.latest_step()
     if step is None:
       return None
     saved_config = self.saved_config(step)
-    bad = incompatible_keys(saved_config, config.to_dict())
+    bad = incompatible_keys(saved_config, config.to_dict(), defaults)
     if bad:
-      saved, written = _saved_values(saved_config, bad), _flat(saved_config)
-      now = _flat(config.to_dict())
+      saved, written = _saved_values(saved_config, bad, defaults), flatten(saved_config)
+      now = flatten(config.to_dict())
 
       def was(k):
         unwritten = k in saved and k not in written
@@ -113,9 +117,10 @@ class Checkpoints:
                       "use a new --workdir or the original config")
     return step
 
-  def restore(self, step: int, template):
-    """Restores the arrays saved at `step` into the structure of `template` (numpy leaves)."""
-    target = jax.tree.map(np.asarray, template)
+  def restore(self, step: int, template=None):
+    """Restores the arrays saved at `step` into the structure of `template` (numpy leaves); without a
+    template, as the nested dicts they were saved from."""
+    target = None if template is None else jax.tree.map(np.asarray, template)
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
@@ -142,3 +147,33 @@ class Checkpoints:
     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     return UserError(f"checkpoint step {step} in {self.directory} is unreadable or incomplete ({reason}); "
                      f"move {self.directory / str(step)} away to resume from an earlier step")
+
+
+def restore_latest(directory, template, config: ml_collections.ConfigDict, *, defaults: Mapping = {},
+                   missing: str = "train first with --mode=train"):
+  """(state, step): the latest checkpoint in `directory` restored into `template`, a task's state.
+
+  The one loader of trained states: the saved config must be compatible with `config` (see
+  `incompatible_keys`); no checkpoint is a UserError ending in `missing`, the hint what to do.
+  """
+  ckpt = Checkpoints(directory, read_only=True)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise UserError(f"no checkpoint in {ckpt.directory}; {missing}")
+    ckpt.check_compatible(config, defaults)
+    return template.with_arrays(ckpt.restore(step, template.arrays)), step
+  finally:
+    ckpt.close()
+
+
+def saved_config(directory, *, what: str = "a trained network") -> tuple[ml_collections.ConfigDict, int]:
+  """(config, step) saved with the latest checkpoint in `directory`; UserError naming it when there is none."""
+  ckpt = Checkpoints(directory, read_only=True)
+  try:
+    step = ckpt.latest_step() if ckpt.directory.is_dir() else None
+    if step is None:
+      raise UserError(f"{ckpt.directory} holds no finished checkpoint of {what}")
+    return ml_collections.ConfigDict(ckpt.saved_config(step)), step
+  finally:
+    ckpt.close()

@@ -65,7 +65,9 @@ def check(coordinator: str, num_processes: int, process_id: int):
 def on_tpu_pod() -> bool:
   """True on a Cloud TPU VM that is one of several hosts; a single TPU VM needs no coordinator."""
   try:
-    from jax._src import cloud_tpu_init  # set while importing jax; private, hence the guard.
+    from jax._src import (
+      cloud_tpu_init,  # set while importing jax; private, hence the guard.
+    )
   except ImportError:
     return False
   if not getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False):

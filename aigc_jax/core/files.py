@@ -11,6 +11,8 @@ import uuid
 
 from etils import epath
 
+from aigc_jax.core.errors import UserError
+
 
 def path(p) -> epath.Path:
   """A local path ('~' expanded) or an object-store URL as one path type."""
@@ -62,3 +64,28 @@ def append_line(target, line: str) -> epath.Path:
   target = path(target)
   old = target.read_text() if target.exists() else ""
   return write_text(target, old + line + "\n")
+
+
+def check_output(output, overwrite: bool, *, suffixes: tuple[str, ...] = (), folder: bool = False) -> epath.Path:
+  """The one --output check, made before any work: the path, or a UserError saying why not.
+
+  An existing output is kept unless `overwrite` (an empty folder counts as absent when `folder`);
+  `suffixes` are the accepted file endings, if any.
+  """
+  out = path(output)
+  if suffixes and out.suffix.lower() not in suffixes:
+    raise UserError(f"--output '{output}' must end in {' or '.join(suffixes)}")
+  if folder and out.exists() and not out.is_dir():
+    raise UserError(f"--output '{output}' is a file; give a folder")
+  taken = out.exists() and (not folder or any(out.iterdir()))
+  if taken and not overwrite:
+    raise UserError(f"--output '{output}' exists; pass --overwrite to replace it or choose another --output")
+  return out
+
+
+def check_workdir(workdir) -> epath.Path:
+  """The work directory, or a UserError when it cannot be one (an existing file), before anything is written."""
+  p = path(workdir)
+  if p.exists() and not p.is_dir():
+    raise UserError(f"--workdir '{workdir}' is a file; give a directory (it is created if missing)")
+  return p

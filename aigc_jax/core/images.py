@@ -53,3 +53,14 @@ def save_png(path, image: np.ndarray, scale: int = 1):
   if scale > 1:
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
   files.write_atomic(path, lambda f: pil.save(f, format="PNG"))
+
+
+def save_results(out, overwrite: bool, results):
+  """results: (name, result uint8 [H, W, C], same-sized strip columns) -> OUT/name.png, OUT/name_strip.png."""
+  if out.exists() and overwrite:
+    out.rmtree()
+  out.mkdir(parents=True, exist_ok=True)
+  for name, result, columns in results:
+    save_png(out / f"{name}.png", result)
+    strip = grid(np.stack(columns), ncols=len(columns))
+    save_png(out / f"{name}_strip.png", strip, scale=max(1, 192 // strip.shape[0]))

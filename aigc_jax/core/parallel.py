@@ -15,6 +15,30 @@ PMAP_AXIS = "batch"
 MESH_AXIS = "data"
 
 
+def per_device(draw, rng, shape, axis_name=None):
+  """`draw(rng, shape)` for this device's share of a batch (axis 0 of `shape` is the per-device size).
+
+  Under pmap (`axis_name` set) every device draws for the whole global batch from the same key and
+  keeps its own slice, so a parallel step sees exactly the random values the single-device step
+  does on the same global batch; under jit, or on one device, it is `draw(rng, shape)`.
+  """
+  if axis_name is None:
+    return draw(rng, tuple(shape))
+  n = shape[0]
+  full = draw(rng, (n * jax.lax.axis_size(axis_name), *shape[1:]))
+  return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * n, n)
+
+
+def mean(tree, axis_name=None):
+  """The mean over devices under pmap; the tree itself under jit (XLA already sees the global batch)."""
+  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def total(tree, axis_name=None):
+  """The sum over devices under pmap; the tree itself under jit."""
+  return tree if axis_name is None else jax.lax.psum(tree, axis_name)
+
+
 def bn_axis_name(mode: str):
   """BatchNorm needs the pmap axis to average statistics; under jit XLA sees the global batch."""
   return PMAP_AXIS if mode == "pmap" else None

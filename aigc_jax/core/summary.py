@@ -5,7 +5,6 @@ import time
 import jax
 import numpy as np
 
-
 FIRST = ("d_loss", "g_loss", "d_real", "d_fake")
 
 

@@ -11,6 +11,9 @@ so `1 - mask` is always the region a repair has to fix and a blend may replace. 
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.core import parallel
+from aigc_jax.core.errors import UserError
+
 MASK_KINDS = ("center", "boxes", "strokes", "pixels")
 NOISE_KINDS = ("gaussian", "salt_pepper")
 KINDS = MASK_KINDS + NOISE_KINDS
@@ -123,19 +126,12 @@ def damage_one(key, image, kinds: tuple[str, ...], sigma: float = 0.2, amount: f
 def damage_batch(key, images, kinds: tuple[str, ...], sigma: float = 0.2, amount: float = 0.1, axis_name=None):
   """Per-image keys split from `key`: image i of the global batch gets the same damage whether
   the batch is whole (jit) or split over a pmap axis, where this device keeps its slice."""
-  n = images.shape[0]
-  if axis_name is None:
-    keys = jax.random.split(key, n)
-  else:
-    keys = jax.random.split(key, n * jax.lax.axis_size(axis_name))
-    keys = jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(axis_name) * n, n)
+  keys = parallel.per_device(lambda k, shape: jax.random.split(k, shape[0]), key, images.shape[:1], axis_name)
   return jax.vmap(lambda k, x: damage_one(k, x, kinds, sigma, amount))(keys, images)
 
 
 def parse_kinds(text: str, allowed=KINDS) -> tuple[str, ...]:
   """'center,strokes' -> ('center', 'strokes'), rejecting unknown names with a UserError."""
-  from aigc_jax.core.errors import UserError
-
   kinds = tuple(k.strip() for k in text.split(",") if k.strip())
   bad = [k for k in kinds if k not in allowed]
   if not kinds or bad:

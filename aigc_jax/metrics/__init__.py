@@ -2,7 +2,12 @@
 
 from .fid import fid_from_features, frechet_distance
 from .inception_score import inception_score
-from .kid import kernel_inception_distance, kid_subset_indices, mmd2_unbiased, polynomial_kernel
+from .kid import (
+    kernel_inception_distance,
+    kid_subset_indices,
+    mmd2_unbiased,
+    polynomial_kernel,
+)
 from .prdc import knn_sq_radii, prdc
 from .stats import FeatureStats, cache_key, cached_stats
 

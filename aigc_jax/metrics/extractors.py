@@ -6,29 +6,22 @@ better than Inception's features of the same images upsampled to 299x299, so `cl
 default; `inception` gives numbers comparable with published FIDs on natural images.
 """
 
-import functools
 import hashlib
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from aigc_jax.core import images as image_utils
 from aigc_jax.core.errors import UserError
+from aigc_jax.metrics import classifier, inception
 
 EXTRACTORS = ("classifier", "inception")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _features_and_logits(model, variables, images_uint8):
-  x = images_uint8.astype(jnp.float32) / 127.5 - 1.0  # data.to_unit_range, as the classifier was trained
-
-  def both(m, x):
-    f = m.backbone(x, False)
-    return f, m.head(f).astype(jnp.float32)
-  return model.apply(variables, x, method=both)
+@jax.jit
+def _features_and_logits(net: classifier.TrainedClassifier, images_uint8):
+  return net.features_and_logits(images_uint8)
 
 
 class ClassifierExtractor:
@@ -39,21 +32,17 @@ class ClassifierExtractor:
   the parameters), so cached real-data statistics are never reused for another classifier.
   """
 
-  def __init__(self, workdir: str, batch_size: int = 500, config: ml_collections.ConfigDict | None = None):
-    from aigc_jax.tasks.classifier import classify
-
-    config, state, step = classify.restore_trained(workdir, "config.eval.classifier_workdir", config)
-    self.model = state.model
-    self.variables = {"params": state.params, "batch_stats": state.batch_stats}
-    self.image_shape = (config.data.resolution, config.data.resolution, config.data.channels)
+  def __init__(self, workdir: str, batch_size: int = 500):
+    self.net = classifier.load(workdir, "config.eval.classifier_workdir")
+    self.image_shape = (self.net.resolution, self.net.resolution, self.net.channels)
     self.batch_size = batch_size
-    self.num_classes = config.model.num_classes
-    self.feature_dim = config.model.width * 2 ** (config.model.stages - 1)
+    self.num_classes = self.net.num_classes
+    self.feature_dim = self.net.feature_dim
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(self.variables):
+    for leaf in jax.tree.leaves(self.net.variables):
       digest.update(np.ascontiguousarray(leaf).tobytes())
     self.name = f"classifier-{digest.hexdigest()[:16]}"
-    self.step = step
+    self.step = self.net.step
 
   def check_images(self, shape, what: str):
     """Raises a UserError unless images of `shape` [N, H, W, C] fit this classifier."""
@@ -69,7 +58,7 @@ class ClassifierExtractor:
     self.check_images(images.shape, "images")
     if not len(images):
       return np.zeros((0, self.feature_dim), np.float32), np.zeros((0, self.num_classes), np.float32)
-    return image_utils.map_batches(lambda b: _features_and_logits(self.model, self.variables, b), images,
+    return image_utils.map_batches(lambda b: _features_and_logits(self.net, b), images,
                                    self.batch_size)
 
 
@@ -103,10 +92,5 @@ def from_config(eval_config):
     if not weights or not Path(weights).expanduser().is_file():
       raise UserError(f"config.eval.inception_weights='{weights}' is not a file; pass the Inception-v3 FID "
                       "weights file, or use --config.eval.extractor=classifier")
-    try:
-      from aigc_jax.metrics.inception import InceptionExtractor
-    except ImportError as e:
-      raise UserError(f"the Inception extractor is not available in this install ({e}); "
-                      "use --config.eval.extractor=classifier") from None
-    return _GreyToRGB(InceptionExtractor(str(Path(weights).expanduser()), batch_size=eval_config.batch_size))
+    return _GreyToRGB(inception.InceptionExtractor(str(Path(weights).expanduser()), batch_size=eval_config.batch_size))
   raise UserError(f"config.eval.extractor='{eval_config.extractor}' is not one of {', '.join(EXTRACTORS)}")

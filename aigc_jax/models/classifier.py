@@ -17,6 +17,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from aigc_jax.core.errors import UserError
+
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
@@ -88,8 +90,6 @@ class Classifier(nn.Module):
 
 def create(model_config, channels: int, bn_axis_name=None) -> Classifier:
   """The classifier `model_config` describes, for images with `channels` channels."""
-  from aigc_jax.core.errors import UserError
-
   if model_config.name != "resnet":
     raise UserError(f"unknown classifier model '{model_config.name}'; available: resnet")
   if channels not in (1, 3):

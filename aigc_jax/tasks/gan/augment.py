@@ -12,6 +12,8 @@ pmap (as steps.noise does), so the parallel step sees the augmentations a single
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.core import parallel
+
 POLICIES = ("color", "translation", "cutout")
 
 
@@ -27,11 +29,8 @@ def parse_policy(policy: str) -> tuple[str, ...]:
 
 def uniform(rng, shape, axis_name, minval=0.0, maxval=1.0):
   """U[minval, maxval) of `shape` for this device's slice of the global batch (axis 0)."""
-  if axis_name is None:
-    return jax.random.uniform(rng, shape, minval=minval, maxval=maxval)
-  n = jax.lax.axis_size(axis_name)
-  u = jax.random.uniform(rng, (shape[0] * n, *shape[1:]), minval=minval, maxval=maxval)
-  return jax.lax.dynamic_slice_in_dim(u, jax.lax.axis_index(axis_name) * shape[0], shape[0])
+  return parallel.per_device(lambda k, s: jax.random.uniform(k, s, minval=minval, maxval=maxval), rng, shape,
+                             axis_name)
 
 
 def _randint(rng, shape, low, high, axis_name):

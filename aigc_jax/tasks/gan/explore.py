@@ -23,8 +23,10 @@ import numpy as np
 
 from aigc_jax import data
 from aigc_jax.core import files, images
-from aigc_jax.tasks.gan import steps
 from aigc_jax.core.errors import UserError
+from aigc_jax.metrics import classifier
+from aigc_jax.tasks.gan import steps
+from aigc_jax.tasks.gan.state import load_state
 
 MAX_TRAIN_IMAGES = 20_000  # nearest-neighbour search set, in the source's order
 
@@ -130,23 +132,12 @@ def _frame(x_uint8):
 
 def _classifier_features(classifier_workdir):
   """A feature function uint8 images -> [N, F] from a classifier trained with --mode=train."""
-  import ml_collections
-
-  from aigc_jax.tasks.classifier import classify
-
-  path = files.path(classifier_workdir) / "config.json"
-  if not path.exists():
-    raise UserError(f"--classifier_workdir={classifier_workdir} has no config.json; train a classifier there with "
-                    "--config configs/classifier.py:PRESET")
-  cfg = ml_collections.ConfigDict(json.loads(path.read_text()))
-  cstate = classify.load_state(cfg, classifier_workdir)
-  variables = {"params": cstate.params, "batch_stats": cstate.batch_stats}
-  fn = jax.jit(lambda x: cstate.model.apply(variables, x.astype(jnp.float32) / 127.5 - 1.0,
-                                            method=cstate.model.features))
+  net = classifier.load(classifier_workdir, "--classifier_workdir")
+  fn = jax.jit(lambda x: net.features_and_logits(x)[0])
 
   def features(x_uint8):
     return np.concatenate([np.asarray(fn(x_uint8[i:i + 250])) for i in range(0, len(x_uint8), 250)])
-  return features, int(cfg.data.resolution), int(cfg.data.channels)
+  return features, net.resolution, net.channels
 
 
 def _training_images(config, limit: int):
@@ -165,18 +156,14 @@ def _training_images(config, limit: int):
 def run(config, workdir, output: str | None = None, overwrite: bool = False, seed: int = 0,
         classifier_workdir: str | None = None, num_nearest: int = 8, k: int = 5):
   """Writes the pictures listed in the module docstring; returns the folder."""
-  from aigc_jax.tasks.gan.sample import load_state
-
-  out = files.path(output) if output else files.path(workdir) / "explore"
-  if out.exists() and any(out.iterdir()) and not overwrite:
-    raise UserError(f"{out} exists; pass --overwrite to replace its pictures or choose another --output")
+  out = files.check_output(output or files.path(workdir) / "explore", overwrite, folder=True)
   feature_fn = None
   if classifier_workdir:
     feature_fn, res, ch = _classifier_features(classifier_workdir)
     if (res, ch) != (config.data.resolution, config.data.channels):
       raise UserError(f"the classifier in {classifier_workdir} takes {res}x{res}x{ch} images, the GAN makes "
                       f"{config.data.resolution}x{config.data.resolution}x{config.data.channels}")
-  state = load_state(config, workdir)
+  state, _ = load_state(config, workdir)
   train_images, train_labels = _training_images(config, MAX_TRAIN_IMAGES)
   rng = jax.random.PRNGKey(seed)
   out.mkdir(parents=True, exist_ok=True)

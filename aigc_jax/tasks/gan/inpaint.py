@@ -10,33 +10,33 @@ back. Yeh et al. additionally Poisson-blend the fill; this pastes it directly.
 """
 
 import dataclasses
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from aigc_jax.core import files
-from aigc_jax.tasks.gan import steps
+from aigc_jax.core import files, images
 from aigc_jax.core.errors import UserError
+from aigc_jax.data import damage, inputs
+from aigc_jax.tasks.gan.state import GANState, load_state
 
 
 @dataclasses.dataclass(frozen=True)
 class Generator:
-  state: steps.GANState
+  state: GANState
   resolution: int
   channels: int
 
 
 def load_generator(config, workdir) -> Generator:
   """The latest GAN checkpoint of `workdir` (trained by `python main.py --config configs/dcgan.py:...`)."""
-  from aigc_jax.tasks.gan import sample
-
   if config.task != "gan":
     raise UserError(f"GAN inversion needs a GAN config (configs/dcgan.py); got task '{config.task}'")
   if not (files.path(workdir) / "checkpoints").exists():
     raise UserError(f"no GAN checkpoint in {files.path(workdir) / 'checkpoints'}; train one first with "
                     "python main.py --config configs/dcgan.py:PRESET --workdir W")
-  return Generator(sample.load_state(config, workdir), config.data.resolution, config.data.channels)
+  return Generator(load_state(config, workdir)[0], config.data.resolution, config.data.channels)
 
 
 def _resize(x, h, w):
@@ -93,3 +93,20 @@ def inpaint(gen: Generator, damaged, known, *, seed: int = 0, restarts: int = 4,
   fill = _resize(g, damaged.shape[1], damaged.shape[2])
   out = known * damaged + (1.0 - known) * jnp.clip(fill, -1.0, 1.0)
   return (out, before, after) if return_losses else out
+
+
+def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed: int = 0):
+  """--mode=repair with a GAN config: fills the holes of every input image by inversion; returns the folder."""
+  if not output:
+    raise UserError("--output is required: a folder for the results and before/after strips")
+  out = Path(files.check_output(output, overwrite, folder=True))  # a local folder of PNGs
+  items = inputs.read_inputs(input_path)
+  if mask is None or mask in damage.NOISE_KINDS:
+    raise UserError("GAN-inversion inpainting fills holes: pass --mask with one of "
+                    f"{', '.join(damage.MASK_KINDS)} or a mask image")
+  inputs.check_channels(items, config.data.channels, workdir)
+  prepared = inputs.damage_inputs(items, mask, seed)
+  gan = load_generator(config, workdir)
+  repaired = [inpaint(gan, d, m)[0] for d, m, _ in prepared]
+  images.save_results(out, overwrite, inputs.strips(items, prepared, repaired))
+  return out

@@ -12,7 +12,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,9 +20,9 @@ import numpy as np
 
 from aigc_jax import data
 from aigc_jax.core import files
-from aigc_jax.tasks.gan import steps
 from aigc_jax.core import images as image_utils
 from aigc_jax.core.errors import UserError
+from aigc_jax.tasks.gan.state import GANState, build_state, load_state
 
 
 def parse_cs(text: str) -> list[float]:
@@ -77,7 +76,7 @@ def _pooled_features(discriminator, variables, images_uint8, pool: int):
   return jnp.concatenate(pooled, axis=1)
 
 
-def discriminator_features(state: steps.GANState, images_uint8: np.ndarray, pool: int, batch_size: int = 250):
+def discriminator_features(state: GANState, images_uint8: np.ndarray, pool: int, batch_size: int = 250):
   """Frozen-discriminator features [N, D]: every layer max-pooled to pool x pool, concatenated."""
   variables = {"params": state.d_params, "batch_stats": state.d_stats}
   return image_utils.map_batches(lambda b: _pooled_features(state.discriminator, variables, b, pool), images_uint8,
@@ -106,17 +105,12 @@ def linear_probe(train_x, train_y, test_x, test_y, cs, val_fraction: float) -> d
 
 def run(config, workdir: str, checkpoint: str = "latest", output: str | None = None, overwrite: bool = False) -> dict:
   """Probes pixels, a random discriminator and the trained one of `workdir`; prints a table and a JSON line."""
-  from aigc_jax.tasks.gan import evaluation
-  from aigc_jax.tasks.gan.train import build_state
-
   validate(config)
-  if output and Path(output).suffix != ".json":
-    raise UserError(f"--output '{output}' must end in .json")
-  if output and files.path(output).exists() and not overwrite:
-    raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
+  if output:
+    files.check_output(output, overwrite, suffixes=(".json",))
   p = config.probe
   cs = parse_cs(p.cs)
-  trained, step = evaluation.load_gan_state(config, workdir, checkpoint)
+  trained, step = load_state(config, workdir, checkpoint)
   log = lambda msg: print(msg, file=sys.stderr, flush=True)
   train_x, train_y = labelled_images(config, "train_split", p.limit)
   test_x, test_y = labelled_images(config, "test_split")

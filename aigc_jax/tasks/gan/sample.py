@@ -1,38 +1,34 @@
 """--mode=sample: images from the latest checkpoint, as .npz or numbered PNGs for external FID tools."""
 
+import math
+import time
+
 import jax
 import numpy as np
 
+from aigc_jax import models
 from aigc_jax.core import files, images
-from aigc_jax.tasks.gan import steps
-from aigc_jax.core.checkpoint import Checkpoints
 from aigc_jax.core.errors import UserError
+from aigc_jax.tasks.gan import steps
+from aigc_jax.tasks.gan.state import GANState, load_state
+
+_sample = jax.jit(steps.sample_step)
 
 
-def load_state(config, workdir) -> steps.GANState:
-  """The latest checkpointed state of `workdir`, built for single-device use."""
-  from aigc_jax.tasks.gan.train import build_state
+def generate_images(state: GANState, num: int, seed: int, batch_size: int = 250, labels=None,
+                    log=None) -> np.ndarray:
+  """`num` uint8 [N, H, W, C] images from latents fold_in(PRNGKey(seed), batch index): the same for every call.
 
-  directory = files.path(workdir) / "checkpoints"
-  ckpt = Checkpoints(directory, read_only=True)
-  step = ckpt.latest_step()
-  if step is None:
-    raise UserError(f"no checkpoint in {directory}; train first with --mode=train")
-  ckpt.check_compatible(config)
-  state = build_state(config)
-  return state.with_arrays(ckpt.restore(step, state.arrays))
-
-
-def generate_images(state: steps.GANState, num: int, seed: int, batch_size: int = 250, labels=None) -> np.ndarray:
-  """`num` uint8 [N, H, W, C] images; deterministic in `seed`.
-
-  A conditional generator draws image i of class labels[i] (default: classes in turn, balanced).
+  The one sampling loop (--mode=sample, evaluation, exploration). A conditional generator draws
+  image i of class labels[i] (default: classes in turn, balanced). `log(msg)`, if given, hears
+  progress four times.
   """
-  fn = jax.jit(steps.sample_step)
   rng = jax.random.PRNGKey(seed)
   if state.num_classes and labels is None:
     labels = np.asarray(steps.default_labels(num, state.num_classes))
-  out = []
+  num_batches = math.ceil(num / batch_size)
+  report = max(1, num_batches // 4)
+  begin, out = time.perf_counter(), []
   for i, start in enumerate(range(0, num, batch_size)):
     z = jax.random.normal(jax.random.fold_in(rng, i), (batch_size, state.z_dim))
     y = None
@@ -40,7 +36,9 @@ def generate_images(state: steps.GANState, num: int, seed: int, batch_size: int 
       y = np.zeros(batch_size, np.int32)
       chunk = np.asarray(labels[start:start + batch_size], np.int32)
       y[:len(chunk)] = chunk
-    out.append(images.to_uint8(fn(state, z, y))[: num - start])
+    out.append(images.to_uint8(_sample(state, z, y))[: num - start])
+    if log and ((i + 1) % report == 0 or i + 1 == num_batches):
+      log(f"sampled {min((i + 1) * batch_size, num)}/{num} images ({time.perf_counter() - begin:.1f}s)")
   return np.concatenate(out)
 
 
@@ -64,9 +62,7 @@ def parse_labels(text: str | None, num: int, num_classes: int):
 
 def write(output: str, samples: np.ndarray, labels=None, overwrite: bool = False):
   """`F.npz` gets arrays `images` (and `labels`); any other path becomes a folder of PNGs."""
-  out = files.path(output)
-  if out.exists() and not overwrite:
-    raise UserError(f"{out} exists; pass --overwrite to replace it or choose another --output")
+  out = files.check_output(output, overwrite)
   if out.suffix == ".npz":
     arrays = {"images": samples} if labels is None else {"images": samples, "labels": labels}
     return files.write_atomic(out, lambda f: np.savez_compressed(f, **arrays))
@@ -84,10 +80,7 @@ def run(config, workdir, num_samples: int, output: str, overwrite: bool = False,
     raise UserError(f"--num_samples={num_samples} must be positive")
   if not output:
     raise UserError("--output is required: F.npz for an array file, or a folder name for PNGs")
-  if files.path(output).exists() and not overwrite:
-    raise UserError(f"{output} exists; pass --overwrite to replace it or choose another --output")
-  from aigc_jax import models
-
+  files.check_output(output, overwrite)
   y = parse_labels(labels, num_samples, models.num_classes(config.model))  # before any work
-  state = load_state(config, workdir)
+  state, _ = load_state(config, workdir)
   return write(output, generate_images(state, num_samples, seed, labels=y), labels=y, overwrite=overwrite)

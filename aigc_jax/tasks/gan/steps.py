@@ -7,133 +7,41 @@ under `jax.pmap` (pass the pmap `axis_name`: gradients, metrics and BatchNorm st
 averaged over it) or under `jax.jit` on a sharded global batch (`axis_name=None`).
 """
 
-from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
+from aigc_jax.core import parallel
 from aigc_jax.tasks.gan import augment as augment_lib
 from aigc_jax.tasks.gan import ema as ema_lib
 from aigc_jax.tasks.gan import losses, regularizers
-
-
-class GANState(struct.PyTreeNode):
-  """Everything a step reads and writes. Arrays are pytree leaves; networks and optimizers are static."""
-
-  step: jax.Array
-  rng: jax.Array  # base key; step s uses fold_in(rng, s), so no key is carried forward.
-  g_params: Any
-  g_stats: Any
-  d_params: Any
-  d_stats: Any
-  g_opt: Any
-  d_opt: Any
-  generator: nn.Module = struct.field(pytree_node=False)
-  discriminator: nn.Module = struct.field(pytree_node=False)
-  g_tx: optax.GradientTransformation = struct.field(pytree_node=False)
-  d_tx: optax.GradientTransformation = struct.field(pytree_node=False)
-  z_dim: int = struct.field(pytree_node=False, default=100)
-  num_classes: int = struct.field(pytree_node=False, default=0)  # > 0: G and D take labels
-  ema_params: Any = None  # moving average of g_params; None when train.ema_decay is 0
-
-  @property
-  def arrays(self):
-    """The checkpointed part of the state."""
-    keys = ("step", "rng", "g_params", "g_stats", "d_params", "d_stats", "g_opt", "d_opt")
-    if self.ema_params is not None:
-      keys += ("ema_params",)
-    return {k: getattr(self, k) for k in keys}
-
-  def with_arrays(self, arrays):
-    return self.replace(**arrays)
-
-
-def _label_kw(labels):
-  return {} if labels is None else {"labels": labels}
-
-
-def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shape, num_classes: int = 0,
-                 ema: bool = False) -> GANState:
-  """Initialises both networks and their optimizers (on the host's default device)."""
-  init_rng, g_rng, d_rng = jax.random.split(rng, 3)
-  labels = jnp.zeros((2,), jnp.int32) if num_classes else None
-  g_vars = generator.init(g_rng, jnp.zeros((2, z_dim)), train=False, **_label_kw(labels))
-  d_vars = discriminator.init(d_rng, jnp.zeros((2, *image_shape)), train=False, **_label_kw(labels))
-  return GANState(
-      step=jnp.zeros((), jnp.int32), rng=init_rng,
-      g_params=g_vars["params"], g_stats=g_vars.get("batch_stats", {}),
-      d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
-      g_opt=g_tx.init(g_vars["params"]), d_opt=d_tx.init(d_vars["params"]),
-      generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, z_dim=z_dim,
-      num_classes=num_classes, ema_params=jax.tree.map(jnp.copy, g_vars["params"]) if ema else None)
-
-
-SCHEDULES = ("constant", "cosine", "linear")
-
-
-def make_schedule(optim_config, lr: float, num_steps: int) -> optax.Schedule:
-  """Constant, or warm-up then cosine or linear decay to 0 at num_steps."""
-  warmup = optim_config.warmup_steps
-  if optim_config.schedule == "constant":
-    return optax.constant_schedule(lr)
-  if optim_config.schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(num_steps, 2))
-  if optim_config.schedule == "linear":
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, max(warmup, 1)),
-                                 optax.linear_schedule(lr, 0.0, max(num_steps - warmup, 1))], [warmup])
-  raise ValueError(f"unknown schedule '{optim_config.schedule}'; use one of {SCHEDULES}")
-
-
-def make_optimizer(optim_config, lr: float, num_steps: int) -> optax.GradientTransformation:
-  """Adam (b1=0.5 for GANs) with an optional schedule and global-norm gradient clipping."""
-  adam = optax.adam(make_schedule(optim_config, lr, num_steps), b1=optim_config.b1, b2=optim_config.b2)
-  if optim_config.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(optim_config.grad_clip), adam)
-  return adam
+from aigc_jax.tasks.gan.state import GANState, label_kw
 
 
 def noise(rng, batch_size: int, z_dim: int, axis_name=None):
-  """Latent batch for this device's share of the global batch.
-
-  Under pmap every device draws the same global batch and keeps its slice, so the parallel step
-  sees exactly the noise the single-device step would.
-  """
-  if axis_name is None:
-    return jax.random.normal(rng, (batch_size, z_dim))
-  n = jax.lax.axis_size(axis_name)
-  z = jax.random.normal(rng, (batch_size * n, z_dim))
-  return jax.lax.dynamic_slice_in_dim(z, jax.lax.axis_index(axis_name) * batch_size, batch_size)
+  """Latent batch for this device's share of the global batch (parallel.per_device)."""
+  return parallel.per_device(jax.random.normal, rng, (batch_size, z_dim), axis_name)
 
 
 def random_labels(rng, batch_size: int, num_classes: int, axis_name=None):
   """Uniform class labels for generated images, drawn for the global batch like `noise`."""
-  if axis_name is None:
-    return jax.random.randint(rng, (batch_size,), 0, num_classes)
-  n = jax.lax.axis_size(axis_name)
-  y = jax.random.randint(rng, (batch_size * n,), 0, num_classes)
-  return jax.lax.dynamic_slice_in_dim(y, jax.lax.axis_index(axis_name) * batch_size, batch_size)
-
-
-def _mean(tree, axis_name):
-  return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+  return parallel.per_device(lambda k, s: jax.random.randint(k, s, 0, num_classes), rng, (batch_size,), axis_name)
 
 
 def generate(state: GANState, z, train: bool, labels=None, params=None):
   """G(z[, labels]); in train mode also returns G's updated BatchNorm (and spectral-norm) statistics."""
   variables = {"params": state.g_params if params is None else params, "batch_stats": state.g_stats}
   if train:
-    images, updates = state.generator.apply(variables, z, train=True, mutable=["batch_stats"], **_label_kw(labels))
+    images, updates = state.generator.apply(variables, z, train=True, mutable=["batch_stats"], **label_kw(labels))
     return images, updates.get("batch_stats", state.g_stats)
-  return state.generator.apply(variables, z, train=False, **_label_kw(labels)), state.g_stats
+  return state.generator.apply(variables, z, train=False, **label_kw(labels)), state.g_stats
 
 
 def discriminate(state: GANState, d_params, d_stats, images, labels=None):
   """D in train mode -> (logits [N], AC-GAN class logits or None, updated statistics)."""
   out, upd = state.discriminator.apply({"params": d_params, "batch_stats": d_stats}, images, mutable=["batch_stats"],
-                                       **_label_kw(labels))
+                                       **label_kw(labels))
   logits, class_logits = out if isinstance(out, tuple) else (out, None)
   return logits, class_logits, upd.get("batch_stats", d_stats)
 
@@ -188,9 +96,9 @@ def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=Non
 
   (loss_value, (real_logits, fake_logits, d_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.d_params)
-  grads = _mean(grads, axis_name)
+  grads = parallel.mean(grads, axis_name)
   updates, d_opt = state.d_tx.update(grads, state.d_opt, state.d_params)
-  metrics = _mean({"d_loss": loss_value, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+  metrics = parallel.mean({"d_loss": loss_value, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                    "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), **extra}, axis_name)
   metrics["d_grad_norm"] = optax.global_norm(grads)
   return state.replace(d_params=optax.apply_updates(state.d_params, updates), d_stats=d_stats, d_opt=d_opt), metrics
@@ -219,9 +127,9 @@ def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_satur
     return total, (g_stats, extra)
 
   (g_loss, (g_stats, extra)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  grads = _mean(grads, axis_name)
+  grads = parallel.mean(grads, axis_name)
   updates, g_opt = state.g_tx.update(grads, state.g_opt, state.g_params)
-  metrics = {"g_loss": _mean(g_loss, axis_name), "g_grad_norm": optax.global_norm(grads), **_mean(extra, axis_name)}
+  metrics = {"g_loss": parallel.mean(g_loss, axis_name), "g_grad_norm": optax.global_norm(grads), **parallel.mean(extra, axis_name)}
   return state.replace(g_params=optax.apply_updates(state.g_params, updates), g_stats=g_stats, g_opt=g_opt), metrics
 
 

@@ -9,15 +9,17 @@ can show low-res input, bicubic, network and original side by side. Without it t
 the input (nearest-neighbour enlarged), bicubic and the network.
 """
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax.data import damage
-from aigc_jax.core import images
+from aigc_jax.core import files, images
 from aigc_jax.core.errors import UserError
+from aigc_jax.data import damage, inputs
 from aigc_jax.models import srgan
-from aigc_jax.tasks.image2image.repair import check_channels, prepare_output, read_inputs, to_unit, write_results
+from aigc_jax.tasks.image2image import steps, train
 
 TILE = 96  # low-resolution tile side
 OVERLAP = 16  # low-resolution pixels of context on each side; above the generator's receptive radius
@@ -47,24 +49,24 @@ def upscale_tiled(fn, image, scale: int, tile: int = TILE, overlap: int = OVERLA
 
 def run(config, workdir, input_path, output, overwrite: bool = False, degrade: bool = False):
   """Upscales every input image; returns the output folder."""
-  from aigc_jax.tasks.image2image import image2image
-
   if config.task != "enhance":
     raise UserError(f"--mode=enhance needs a super-resolution config (configs/enhance.py); got task "
                     f"'{config.task}'")
-  out = prepare_output(output, overwrite)
-  items = read_inputs(input_path)
-  check_channels(items, config.data.channels, workdir)
+  if not output:
+    raise UserError("--output is required: a folder for the results and before/after strips")
+  out = Path(files.check_output(output, overwrite, folder=True))  # a local folder of PNGs
+  items = inputs.read_inputs(input_path)
+  inputs.check_channels(items, config.data.channels, workdir)
   scale = config.model.scale
   if degrade:
     for name, im in items:
       if im.shape[0] < scale or im.shape[1] < scale:
         raise UserError(f"'{name}' is {im.shape[1]}x{im.shape[0]}, smaller than the factor {scale} of --degrade")
-  _, state = image2image.load_state(workdir, config)
-  fn = jax.jit(lambda x: image2image.apply_generator(state, x))
+  _, state = train.load_state(workdir, config)
+  fn = jax.jit(lambda x: steps.apply_generator(state, x))
   results = []
   for name, im in items:
-    x = to_unit(im)
+    x = inputs.to_unit(im)
     original = None
     if degrade:
       hh, ww = (im.shape[0] // scale) * scale, (im.shape[1] // scale) * scale
@@ -77,5 +79,5 @@ def run(config, workdir, input_path, output, overwrite: bool = False, degrade: b
     if original is not None:
       columns.append(images.to_uint8(original[0]))
     results.append((name, images.to_uint8(sr[0]), columns))
-  write_results(out, overwrite, results)
+  images.save_results(out, overwrite, results)
   return out

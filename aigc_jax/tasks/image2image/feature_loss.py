@@ -7,37 +7,25 @@ the step as a constant part of the state, are never differentiated and never che
 the generator.
 """
 
-from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from aigc_jax.core.errors import UserError
+from aigc_jax.metrics import classifier
 from aigc_jax.models.classifier import ResidualBlock
 
-
-class FeatureNet(struct.PyTreeNode):
-  """A trained classifier's variables (arrays) and network, and the image size it takes."""
-
-  variables: Any
-  model: nn.Module = struct.field(pytree_node=False)
-  resolution: int = struct.field(pytree_node=False, default=32)
-  channels: int = struct.field(pytree_node=False, default=1)
+FeatureNet = classifier.TrainedClassifier  # what the image-to-image state carries
 
 
 def load(workdir: str, channels: int) -> FeatureNet:
   """The latest classifier checkpoint of `workdir`; UserError when there is none or it does not fit."""
-  from aigc_jax.tasks.classifier import classify
-
   key = "config.train.feature_workdir"
-  config, state, _ = classify.restore_trained(workdir, key)
-  if config.data.channels != channels:
-    raise UserError(f"{key}='{workdir}' is a classifier of {config.data.channels}-channel images but the "
+  net = classifier.load(workdir, key)
+  if net.channels != channels:
+    raise UserError(f"{key}='{workdir}' is a classifier of {net.channels}-channel images but the "
                     f"generator makes {channels}-channel ones; use a classifier trained on the same images")
-  return FeatureNet(variables={"params": state.params, "batch_stats": state.batch_stats}, model=state.model,
-                    resolution=int(config.data.resolution), channels=channels)
+  return net
 
 
 def block_features(net: FeatureNet, images) -> list:

@@ -1,13 +1,19 @@
-"""benchmarks/applications.py's one-command pieces: its configs, train-or-reuse, and the photo crops."""
+"""benchmarks/applications/applications.py's one-command pieces: its configs, train-or-reuse, the photo crops,
+and a baselines-only run end to end."""
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from aigc_jax.tasks.image2image import train as i2i_train
-from benchmarks import applications, photo_crops
+from benchmarks.applications import applications, photo_crops
 from configs import enhance as enhance_configs
+from conftest import ROOT, SHARED_MNIST
 
 
 def _args(**kw):
@@ -66,3 +72,23 @@ def test_photo_crops_are_deterministic_and_train_and_test_photos_disjoint(tmp_pa
   np.testing.assert_array_equal(a, photo_crops.crops(photo_crops.TEST, 3, 32, seed=1))
   assert photo_crops.write(tmp_path / "c.npz", size=16, per_photo=2) == 2 * len(photo_crops.TRAIN)
   assert np.load(tmp_path / "c.npz")["images"].shape == (20, 16, 16, 1)
+
+
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="shared MNIST not present")
+def test_baselines_only_run_writes_results_and_table(tmp_path):
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "benchmarks.applications.applications", "--data", str(SHARED_MNIST), "--out", str(out),
+         "--networks=", "--tasks", "super-resolution", "--num_images", "8"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                     env={**os.environ, "AIGC_HOST_MEMORY": "off"})
+  assert r.returncode == 0, r.stderr[-2000:]
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["benchmark"] == "applications" and saved["training"] == {}
+  assert [(row["task"], row.get("damage")) for row in saved["rows"]] == [
+      ("reference", "none"), ("super-resolution", "x2 area downscale"), ("super-resolution", "x4 area downscale")]
+  assert all(row["n"] == 8 and row["dataset"] == "mnist[9992:]" for row in saved["rows"])
+  md = (out / "results.md").read_text()
+  assert f"`{saved['command']}`" in md and saved["command"].endswith("--networks= --tasks super-resolution "
+                                                                     "--num_images 8")
+  assert sum(line.startswith("| super-resolution | ") for line in md.splitlines()) == 2
+  assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_x2.png", "examples_sr_x4.png"]

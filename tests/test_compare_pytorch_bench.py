@@ -1,4 +1,4 @@
-"""benchmarks/compare_pytorch.py without torch: its options, and one-line errors for bad ones or a missing torch."""
+"""benchmarks/speed/compare_pytorch.py without torch: its options, one-line errors for bad ones or a missing torch."""
 
 import importlib.util
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from benchmarks import compare_pytorch
+from benchmarks.speed import compare_pytorch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_defaults_warm_both_sides_up_alike():
   args = compare_pytorch.parse_args([])
   assert args.warmup == 10 and args.rounds == 7 and args.resolutions == ["32", "64"]
+  assert args.out == "runs/compare_pytorch" and args.torch_python == sys.executable
   assert compare_pytorch.parse_args(["--warmup", "3", "--steps", "0"]).warmup == 3
 
 
@@ -29,7 +30,7 @@ def test_interpreter_without_torch_gives_one_line_error():
   if importlib.util.find_spec("torch") is not None:  # the script would run the whole comparison
     pytest.skip("this interpreter has torch")
   env = dict(os.environ, AIGC_HOST_MEMORY="off")
-  proc = subprocess.run([sys.executable, "benchmarks/compare_pytorch.py", "--torch_python", sys.executable,
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.compare_pytorch", "--torch_python", sys.executable,
                          "--resolutions", "32"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]

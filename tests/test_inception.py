@@ -214,9 +214,9 @@ def test_missing_weight_file_says_where_to_get_it(tmp_path):
 def test_benchmark_command_reports_missing_weights(tmp_path):
   """On the command line a missing file is one `error:` line and exit code 2, not a traceback."""
   root = Path(__file__).resolve().parents[1]
-  result = subprocess.run([sys.executable, str(root / "benchmarks" / "inception.py"), "--weights",
-                           str(tmp_path / "pt_inception.pth")], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run([sys.executable, "-m", "benchmarks.speed.inception", "--weights",
+                           str(tmp_path / "pt_inception.pth"), "--out", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300, cwd=root, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert result.returncode == 2, result.stderr[-2000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
   assert len(errors) == 1 and "pt_inception.pth does not exist; download it from https://" in errors[0]

@@ -1,4 +1,4 @@
-"""benchmarks/mnist_quality.py end to end on tiny settings: files, JSON rows, CPU budget and resume."""
+"""benchmarks/quality/mnist_quality.py end to end on tiny settings: files, JSON rows, CPU budget and resume."""
 
 import json
 import subprocess
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from conftest import ROOT, SHARED_MNIST
 
-SCRIPT = str(ROOT / "benchmarks" / "mnist_quality.py")
 TINY = ["--num_samples", "20", "--train_split", "train[:320]", "--real_split", "train[9900:]",
         "--set", "model.g_features=8", "--set", "model.d_features=8", "--set", "train.batch_size=16",
         "--checkpoint_every", "2", "--log_every", "1"]
@@ -18,8 +17,16 @@ ROW_KEYS = {"budget_s", "cpu_s", "wall_s", "steps", "batch_size", "num_samples",
 
 
 def _run(*args, data=SHARED_MNIST):
-  return subprocess.run([sys.executable, SCRIPT, "--data", str(data), *args], capture_output=True, text=True,
-                        cwd=ROOT, timeout=600)
+  return subprocess.run([sys.executable, "-m", "benchmarks.quality.mnist_quality", "--data", str(data), *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def _runs(out):
+  return json.loads((out / "results.json").read_text())["runs"]
+
+
+def _table(out):
+  return [line for line in (out / "results.md").read_text().splitlines() if line.startswith("|")]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,10 @@ def test_two_runs_write_samples_and_rows_then_resume(classifier_workdir, tmp_pat
           *TINY]
   r = _run("--budget_s", "1", *args)
   assert r.returncode == 0, r.stderr[-2000:]
-  results = json.loads((out / "results.json").read_text())
+  saved = json.loads((out / "results.json").read_text())
+  assert saved["benchmark"] == "mnist_quality" and saved["command"].startswith(
+      "python -m benchmarks.quality.mnist_quality --data ") and {"cpu", "cores", "jax"} <= set(saved["machine"])
+  results = saved["runs"]
   assert list(results) == ["dcgan", "sngan_cond_diffaug10"]
   assert set(results["dcgan"]) == ROW_KEYS
   assert set(results["sngan_cond_diffaug10"]) == ROW_KEYS | {"class_accuracy"}
@@ -55,22 +65,25 @@ def test_two_runs_write_samples_and_rows_then_resume(classifier_workdir, tmp_pat
         assert f.files == ["images"]
       else:
         np.testing.assert_array_equal(np.bincount(f["labels"]), [2] * 10)
-  table = (out / "results.md").read_text().splitlines()
+  md = (out / "results.md").read_text()
+  assert saved["command"] in md and "- Machine: " in md and "- Date: " in md
+  table = _table(out)
   assert len(table) == 4 and table[2].startswith("| dcgan | ") and table[3].startswith("| sngan_cond_diffaug10 | ")
 
   dcgan_only = [*args[:3], "dcgan", *args[4:]]
   more = _run("--budget_s", str(results["dcgan"]["cpu_s"] + 3), *dcgan_only)  # a larger budget resumes the run
   assert more.returncode == 0, more.stderr[-2000:]
-  row = json.loads((out / "results.json").read_text())["dcgan"]
+  row = _runs(out)["dcgan"]
   assert f"resumed from step {results['dcgan']['steps']}" in more.stdout
   assert row["steps"] > results["dcgan"]["steps"] and row["cpu_s"] >= results["dcgan"]["cpu_s"] + 3
-  assert json.loads((out / "results.json").read_text())["sngan_cond_diffaug10"] == cond
-  assert len((out / "results.md").read_text().splitlines()) == 4
+  assert _runs(out)["sngan_cond_diffaug10"] == cond
+  assert len(_table(out)) == 4 and "Runs sngan_cond_diffaug10 come from earlier invocations" in (
+      out / "results.md").read_text()
 
   again = _run("--budget_s", str(results["dcgan"]["cpu_s"] + 3), *dcgan_only)  # spent and sampled: nothing to do
   assert again.returncode == 0, again.stderr[-2000:]
   assert "dcgan: done" in again.stdout and "step " not in again.stdout
-  assert json.loads((out / "results.json").read_text())["dcgan"] == row
+  assert _runs(out)["dcgan"] == row
 
 
 @pytest.mark.parametrize("args,message", [

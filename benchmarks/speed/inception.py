@@ -1,27 +1,26 @@
 """Times the FID Inception extractor (resize to 299x299, Inception-v3, features and logits) on random images.
 
-  python benchmarks/inception.py --batch_size 50 --image_size 32 --batches 3
+  python -m benchmarks.speed.inception --batch_size 50 --image_size 32 --batches 3 --out runs/inception
 
 Uses random weights unless --weights names pytorch-fid's file (speed does not depend on the values).
 Prints the first call's seconds (compile + one batch), images/s, XLA's cost-analysis FLOPs per image of
-the network at 299x299 and the achieved GFLOP/s; the last line is one JSON object with those fields.
+the network at 299x299 and the achieved GFLOP/s; the last line is one JSON object with those fields,
+also written to OUT/results.json, with the table in OUT/results.md.
 """
 
 import json
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from absl import app, flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from aigc_jax.core import host_memory  # noqa: E402
-from aigc_jax.core.errors import UserError  # noqa: E402
-from aigc_jax.metrics import inception  # noqa: E402
-from aigc_jax.models import inception as model_lib  # noqa: E402
+from aigc_jax.core import host_memory
+from aigc_jax.core.errors import UserError
+from aigc_jax.metrics import inception
+from aigc_jax.models import inception as model_lib
+from benchmarks import report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("weights", "", "pytorch-fid's pt_inception-2015-12-05-*.pth; empty: random weights.")
@@ -29,6 +28,7 @@ flags.DEFINE_integer("batch_size", 50, "Images per compiled forward pass.")
 flags.DEFINE_integer("image_size", 32, "Side of the square input images (resized to 299 inside).")
 flags.DEFINE_integer("channels", 3, "1 (grey) or 3 (RGB).")
 flags.DEFINE_integer("batches", 3, "Timed batches after one untimed one.")
+flags.DEFINE_string("out", "runs/inception", "Folder for results.json and results.md.")
 
 
 def random_variables(seed=0):
@@ -93,6 +93,13 @@ def main(_):
         f"{len(timed) / seconds:.1f} images/s on {result['device']}; {flops / 1e9:.2f} GFLOP/image, "
         f"{result['gflop_per_s']} GFLOP/s")
   print(json.dumps(result))
+  table = report.markdown_table(
+      ["device", "batch", "input", "weights", "first call s", "images", "images/s", "GFLOP/image", "GFLOP/s"],
+      [[result["device"], FLAGS.batch_size, f"{FLAGS.image_size}x{FLAGS.image_size}x{FLAGS.channels}",
+        "pytorch-fid" if FLAGS.weights else "random", result["first_call_s"], result["images"],
+        result["images_per_s"], result["gflop_per_image"], result["gflop_per_s"]]])
+  report.write(FLAGS.out, "inception", "FID Inception extractor (resize to 299x299, Inception-v3)",
+               {**result, "weights": FLAGS.weights or "random"}, table)
 
 
 if __name__ == "__main__":

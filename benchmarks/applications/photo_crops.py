@@ -1,11 +1,12 @@
 """Random grey crops of scikit-image's bundled photographs, for training and measuring on natural images offline.
 
-  python benchmarks/photo_crops.py --out runs/photo_crops.npz
+  python -m benchmarks.applications.photo_crops --out runs/photo_crops.npz
   python main.py --config configs/enhance.py:files_x2 --config.data.path=runs/photo_crops.npz \
       --config.data.channels=1 --config.data.resolution=32 --workdir runs/sr2_photos
 
-Networks train on crops of TRAIN; `benchmarks/applications.py` measures on TEST (whole photos, or
-crops of them), so training and test photographs are disjoint.
+Networks train on crops of TRAIN; applications.py measures on TEST (whole photos, or crops of them),
+so training and test photographs are disjoint. This one writes training data, not results: its --out
+is the .npz file (applications.py writes it into its own --out by itself).
 """
 
 import argparse

@@ -1,10 +1,11 @@
 """Does the input pipeline keep up with the train step?
 
-  python benchmarks/input_pipeline.py [--mnist_dir ../shared/data/mnist] [--sources digits files tfds_mock]
+  python -m benchmarks.speed.input_pipeline [--mnist_dir DIR] [--sources digits files tfds_mock] \
+      [--out runs/input_pipeline]
 
 For each source (scikit-learn's digits; IDX files such as MNIST's, via the `files` source; TFDS
 under `tfds.testing.mock_data`, which goes through PNG decoding and resizing like a real TFDS set)
-it measures, with the source's preset (configs/dcgan.py:digits, :files, :mnist):
+it measures, with the source's preset (configs/dcgan.py:digits, :files, :mnist; `files` runs only with --mnist_dir):
 
   pipeline   images/s `data.batches` delivers as host numpy batches (the step not running);
   step       images/s the compiled train step consumes on a batch already on the device;
@@ -12,26 +13,24 @@ it measures, with the source's preset (configs/dcgan.py:digits, :files, :mnist):
   training   images/s of steps fed by the real pipeline through `parallel.prefetch` (as train.py
              does), and the share of that wall time the host spent waiting for the next batch.
 
-All of it shares the same CPUs: tf.data's threads compete with XLA's. The last line is JSON.
+All of it shares the same CPUs: tf.data's threads compete with XLA's. The last line is JSON, also
+written to OUT/results.json, with the table in OUT/results.md.
 """
 
 import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import jax
 
-import jax  # noqa: E402
-
-from aigc_jax import data  # noqa: E402
+from aigc_jax import data
 from aigc_jax.core import host_memory, parallel
 from aigc_jax.tasks.gan import steps, train
-from benchmarks.timing import seconds_per_step  # noqa: E402
-from configs import dcgan  # noqa: E402
+from benchmarks import report
+from benchmarks.speed.timing import seconds_per_step
+from configs import dcgan
 
 SOURCES = ("digits", "files", "tfds_mock")
 
@@ -39,10 +38,13 @@ SOURCES = ("digits", "files", "tfds_mock")
 def parse_args():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-  p.add_argument("--mnist_dir", default=os.path.join(ROOT, "..", "shared", "data", "mnist"),
-                 help="Folder with MNIST's IDX files for the 'files' source (skipped if missing).")
+  p.add_argument("--mnist_dir", default="",
+                 help="Folder with MNIST's IDX files (t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz, "
+                      "from https://storage.googleapis.com/cvdf-datasets/mnist/ or any MNIST mirror) for the "
+                      "'files' source; without it that source is skipped.")
   p.add_argument("--pipeline_batches", type=int, default=200, help="Batches timed from the pipeline alone.")
   p.add_argument("--steps", type=int, default=20, help="Train steps timed, with and without the pipeline.")
+  p.add_argument("--out", default="runs/input_pipeline", help="Folder for results.json and results.md.")
   return p.parse_args()
 
 
@@ -112,7 +114,7 @@ def main():
   rows = []
   for name in args.sources:
     if name == "files" and not os.path.isdir(args.mnist_dir):
-      print(f"files: skipped, no {args.mnist_dir}", flush=True)
+      print(f"files: skipped, --mnist_dir '{args.mnist_dir}' is not a folder", flush=True)
       continue
     r = measure(name, args)
     rows.append(r)
@@ -120,7 +122,16 @@ def main():
           f"{r['pipeline_images_per_s']:>8} | step {r['step_images_per_s']:>7} | ratio {r['ratio']:>6}x | "
           f"training with prefetch {r['training_images_per_s']:>7}, host waited "
           f"{100 * r['host_wait_share']:.1f}% of it", flush=True)
-  print(json.dumps(dict(benchmark="input_pipeline", jax=jax.__version__, cpus=os.cpu_count(), rows=rows)))
+  result = dict(benchmark="input_pipeline", jax=jax.__version__, cpus=os.cpu_count(), rows=rows)
+  print(json.dumps(result))
+  table = report.markdown_table(
+      ["source", "image", "batch", "pipeline images/s", "step images/s", "pipeline / step",
+       "training with prefetch, images/s", "host waited"],
+      [[r["source"], "x".join(map(str, r["image_shape"])), r["batch_size"], r["pipeline_images_per_s"],
+        r["step_images_per_s"], f"{r['ratio']}x", r["training_images_per_s"], f"{100 * r['host_wait_share']:.1f}%"]
+       for r in rows])
+  report.write(args.out, "input_pipeline", "Input pipeline vs the train step", result, table,
+               [f"Pipeline: {args.pipeline_batches} host batches alone; step and training: {args.steps} steps."])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What each technique buys on this machine: classifier-FID of digit GANs trained on 10% of the digits.
 
-  python benchmarks/ablations.py --out runs/ablations --steps 800 --batch_size 32 --dcgan_features 16
+  python -m benchmarks.quality.ablations --out runs/ablations --steps 800 --batch_size 32 --dcgan_features 16
 
 Trains each variant (below) on a deterministic 10% subset of scikit-learn's digits (180 images,
 data.fraction=0.1), then generates 2,000 images with the EMA weights and 2,000 with the raw
@@ -8,29 +8,26 @@ weights of the same run (the EMA ones also with G's BatchNorm statistics recompu
 steps.recalibrate_ema), and reports the Frechet distance in the feature space of the project's
 digits classifier (configs/classifier.py:digits; trained into OUT/classifier first when
 --classifier_workdir is not given) to all 1,797 digits (what the GAN should generalise to) and
-to the 180 training images. Lower is better. Writes OUT/results.json, OUT/results.md and
-OUT/samples.png (one EMA sample grid per variant, in order). Runs are resumable: an interrupted
+to the 180 training images. Lower is better. Writes OUT/results.json ({"runs": {variant: row}} with
+the command, machine and date), OUT/results.md (the table under a header with the command that
+regenerates it) and OUT/samples.png (one EMA sample grid per variant, in order). Runs are resumable: an interrupted
 command started again continues each run from its last checkpoint.
 """
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import jax  # noqa: E402
-
-from aigc_jax.core import host_memory, images  # noqa: E402
 from aigc_jax import metrics
+from aigc_jax.core import host_memory, images
+from aigc_jax.data import sources
 from aigc_jax.tasks.gan import sample, steps, train
-from aigc_jax.data import sources  # noqa: E402
-from configs import biggan, dcgan, sngan, with_overrides  # noqa: E402
+from benchmarks import report
+from configs import biggan, dcgan, sngan, with_overrides
 
 AUG = "color,translation,cutout"
 COMMON = {"data.fraction": 0.1, "train.ema_decay": 0.999, "train.ema_start": 200}
@@ -59,13 +56,30 @@ def config_for(name: str, steps: int, scale: dict):
   return config
 
 
+def write_results(out: Path, results: dict, names: list[str]) -> str:
+  """OUT/results.json with every variant in `results` (earlier invocations' too), OUT/results.md with
+  those of `names` that have a row; returns the table."""
+  rows = []
+  for name in [n for n in names if n in results]:
+    r = results[name]
+    cells = [r.get(f"fid_{s}_{w}", float("nan")) for s in ("all", "train") for w in ("raw", "ema", "ema_recal")]
+    rows.append([name, *(f"{c:.2f}" for c in cells)])
+  table = report.markdown_table(["variant", "FID to all 1,797 digits: raw G", "EMA", "EMA, recalibrated BN",
+                                 "FID to the 180 training digits: raw G", "EMA", "EMA, recalibrated BN"], rows)
+  steps = sorted({results[n]["steps"] for n in names if n in results})
+  notes = [f"Classifier-FID (lower is better) of {', '.join(map(str, steps))}-step runs on 10% of scikit-learn's "
+           "digits; results.json has each run's overrides and the seconds it trained."]
+  report.write(out, "ablations", "What each GAN technique buys on digits", {"runs": results}, table, notes)
+  return table
+
+
 def train_classifier(workdir: Path):
   from configs import classifier
 
-  from aigc_jax.tasks.classifier import classify
+  from aigc_jax.tasks.classifier import train as cls_train
 
   if not (workdir / "metrics.json").exists():
-    classify.train_and_evaluate(classifier.get_config("digits"), str(workdir))
+    cls_train.train_and_evaluate(classifier.get_config("digits"), str(workdir))
   return workdir
 
 
@@ -98,8 +112,7 @@ def main():
   real_feats = features(real)
   subset_feats = real_feats[sources.fraction_indices(len(real), 0.1)]
 
-  results_path = out / "results.json"
-  results = json.loads(results_path.read_text()) if results_path.exists() else {}
+  results = report.read(out).get("runs", {})
   grids = []
   for name in names:
     scale = {"train.ema_decay": args.ema_decay, "train.ema_start": args.ema_start, "seed": args.seed}
@@ -124,19 +137,13 @@ def main():
       if label == "ema":
         grids.append(images.grid(fake[:64], ncols=8))
     results[name] = row
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results, names)
     print(name, row, flush=True)
 
-  lines = ["| variant | FID to all 1,797 digits: raw G | EMA | EMA, recalibrated BN | "
-           "FID to the 180 training digits: raw G | EMA | EMA, recalibrated BN |", "|---|---|---|---|---|---|---|"]
-  for name in names:
-    r = {k: v for k, v in results[name].items() if k.startswith("fid")}
-    cells = [r.get(f"fid_{s}_{w}", float("nan")) for s in ("all", "train") for w in ("raw", "ema", "ema_recal")]
-    lines.append(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
-  (out / "results.md").write_text("\n".join(lines) + "\n")
+  table = write_results(out, results, names)
   pad = np.zeros((grids[0].shape[0], 8, grids[0].shape[2]), np.uint8)
   images.save_png(out / "samples.png", np.concatenate(sum(([g, pad] for g in grids), [])[:-1], axis=1), scale=2)
-  print("\n".join(lines))
+  print(table)
 
 
 if __name__ == "__main__":

@@ -1,30 +1,29 @@
 """Times the compiled GAN train step on synthetic batches of a config's shape (no dataset needed).
 
-  python benchmarks/train_step.py --config configs/dcgan.py:cifar10 --batch_size 64
+  python -m benchmarks.speed.train_step --config configs/dcgan.py:cifar10 --batch_size 64 --out runs/train_step
 
 Prints compile seconds, steps/s, images/s, XLA's cost-analysis FLOPs per step and achieved
 GFLOP/s, page faults and CPU time per step (all threads: how much of the machine a step keeps
-busy); the last line is one JSON object with those fields.
+busy); the last line is one JSON object with those fields, also written to OUT/results.json, with
+the table in OUT/results.md (benchmarks/report.py).
 """
 
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from aigc_jax.core import host_memory, parallel  # noqa: E402
+from aigc_jax.core import host_memory, parallel
 from aigc_jax.tasks.gan import steps, train
-from benchmarks.timing import seconds_per_step, synthetic_batch  # noqa: E402
+from benchmarks import report
+from benchmarks.speed.timing import seconds_per_step, synthetic_batch
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the config's).")
+flags.DEFINE_string("out", "runs/train_step", "Folder for results.json and results.md.")
 flags.DEFINE_integer("steps", 30, "Timed steps after compilation.")
 flags.DEFINE_integer("warmup", 10, "Untimed steps after compilation: until XLA's buffers are all mapped (with 3, "
                      "a 64x64 step still faulted ~40 fresh huge pages per step and ran 15% slower).")
@@ -69,6 +68,15 @@ def main(_):
         f"{faults['per_step']:.0f} page faults/step | CPU {result['cpu_ms_per_step']:.0f} ms/step "
         f"({result['cores_busy']:.2f} cores busy) (malloc tunables {'on' if result['malloc_tuned'] else 'off'})")
   print(json.dumps(result))
+  table = report.markdown_table(
+      ["config", "batch", "image", "compile s", "steps/s", "images/s", "GFLOP/step", "GFLOP/s", "page faults/step",
+       "CPU ms/step", "cores busy", "malloc tunables"],
+      [[result["config"], batch_size, "x".join(map(str, result["image_shape"])), result["compile_s"],
+        result["steps_per_s"], result["images_per_s"], round(flops / 1e9, 2), result["gflops_per_s"],
+        result["page_faults_per_step"], result["cpu_ms_per_step"], result["cores_busy"],
+        "on" if result["malloc_tuned"] else "off"]])
+  report.write(FLAGS.out, "train_step", "Compiled GAN train step on synthetic batches",
+               {**result, "warmup_steps": FLAGS.warmup, "timed_steps": FLAGS.steps}, table)
 
 
 if __name__ == "__main__":

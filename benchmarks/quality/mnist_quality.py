@@ -1,18 +1,21 @@
 """Sample quality on MNIST at the same CPU-time budget per run: DCGAN, SNGAN, conditional SNGAN, and
 conditional SNGAN with DiffAugment on 10% of the data.
 
-  python benchmarks/mnist_quality.py --data ../shared/data/mnist --budget_s 300 --out runs/mnist_quality
+  python -m benchmarks.quality.mnist_quality --data DIR --budget_s 300 --out runs/mnist_quality
 
-Every run trains on images [:8000] of the IDX files at --data (the shared MNIST test set) and is
-scored against the held-out images [8000:]. A run trains until the process has spent --budget_s
-seconds of CPU time on it (`time.process_time()`: what the run itself computed, so other jobs
-loading the machine do not shrink it; data loading and compilation count too), checked after every
-step. Then its EMA generator draws --num_samples images (balanced classes for the conditional runs),
-written to OUT/<run>/samples.npz ('images' uint8 [N, 32, 32, 1], and 'labels'), and scored in the
-feature space of the MNIST classifier (configs/classifier.py:mnist, trained into OUT/classifier
-unless --classifier_workdir is given): classifier-FID, KID, precision and recall, and for the
-conditional runs the class accuracy, the fraction of samples the classifier assigns to the label
-they were generated with. Writes OUT/results.json and OUT/results.md.
+Every run trains on images [:8000] of the IDX files at --data (MNIST's 10,000 test images:
+t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz, from
+https://storage.googleapis.com/cvdf-datasets/mnist/ or any MNIST mirror) and is scored against the
+held-out images [8000:]. A run trains until the process has spent --budget_s seconds of CPU time on
+it (`time.process_time()`: what the run itself computed, so other jobs loading the machine do not
+shrink it; data loading and compilation count too), checked after every step. Then its EMA generator
+draws --num_samples images (balanced classes for the conditional runs), written to
+OUT/<run>/samples.npz ('images' uint8 [N, 32, 32, 1], and 'labels'), and scored in the feature space
+of the MNIST classifier (configs/classifier.py:mnist, trained into OUT/classifier unless
+--classifier_workdir is given): classifier-FID, KID, precision and recall, and for the conditional
+runs the class accuracy, the fraction of samples the classifier assigns to the label they were
+generated with. Writes OUT/results.json ({"runs": {run: row}} with the command, machine and date)
+and OUT/results.md (the table under a header with the command that regenerates it).
 
 Runs:
   dcgan                 configs/dcgan.py:files, g/d features 32, batch 64 (non-saturating loss)
@@ -30,19 +33,18 @@ killed without warning (SIGKILL) may get up to checkpoint_every steps more than 
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from aigc_jax.core import host_memory  # noqa: E402
+from aigc_jax.core import host_memory
+from aigc_jax.core.errors import UserError
 from aigc_jax.tasks.gan import sample, steps, train
-from aigc_jax.core.errors import UserError  # noqa: E402
-from configs import dcgan, sngan, with_overrides  # noqa: E402
+from aigc_jax.tasks.gan import state as gan_state
+from benchmarks import report
+from configs import dcgan, sngan, with_overrides
 
 AUG = "color,translation,cutout"
 RUNS = {
@@ -121,7 +123,7 @@ def train_within_budget(config, workdir: Path, budget: Budget):
   """Trains (or resumes) until the budget is spent; returns the host state of the latest checkpoint."""
   if budget.left() <= 0:
     print(f"{workdir.name}: budget spent ({budget.cpu_s:.0f} CPU s, {budget.steps} steps)", flush=True)
-    return sample.load_state(config, workdir)
+    return gan_state.load_state(config, workdir)[0]
   workdir.mkdir(parents=True, exist_ok=True)
   every = config.train.checkpoint_every
 
@@ -141,16 +143,16 @@ def train_within_budget(config, workdir: Path, budget: Budget):
 
 
 def train_classifier(data: str, workdir: Path) -> Path:
-  from aigc_jax.tasks.classifier import classify
+  from aigc_jax.tasks.classifier import train as cls_train
   from configs import classifier
 
   if not (workdir / "metrics.json").exists():
-    classify.train_and_evaluate(with_overrides(classifier.get_config("mnist"), **{"data.path": data}), str(workdir))
+    cls_train.train_and_evaluate(with_overrides(classifier.get_config("mnist"), **{"data.path": data}), str(workdir))
   return workdir
 
 
 def evaluator_for(args, classifier_workdir: Path, out: Path):
-  from aigc_jax.tasks.gan.evaluation import Evaluator
+  from aigc_jax.metrics.evaluator import Evaluator
 
   config = with_overrides(dcgan.get_config("files"), **{
       "data.path": args.data, "eval.real_split": args.real_split, "eval.extractor": "classifier",
@@ -170,22 +172,29 @@ def score(evaluator, images: np.ndarray, labels) -> dict:
   return row
 
 
-def write_table(out: Path, results: dict):
-  """Every run in results.json, also those of earlier invocations, in the order of RUNS."""
-  lines = ["| run | steps | images seen | CPU s | wall s | classifier-FID | KID | precision | recall | "
-           "class accuracy |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+def write_results(out: Path, results: dict, names: list[str]) -> str:
+  """OUT/results.json and OUT/results.md with every run in `results`, also those of earlier invocations
+  (in the order of RUNS); returns the table."""
+  rows = []
   for name in [n for n in RUNS if n in results]:
     r = results[name]
     acc = f"{r['class_accuracy']:.3f}" if "class_accuracy" in r else "-"
-    lines.append(f"| {name} | {r['steps']} | {r['steps'] * r['batch_size']:,} | {r['cpu_s']:.0f} | {r['wall_s']:.0f} | "
-                 f"{r['fid']:.2f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | {acc} |")
-  (out / "results.md").write_text("\n".join(lines) + "\n")
-  return lines
+    rows.append([name, r["steps"], f"{r['steps'] * r['batch_size']:,}", f"{r['cpu_s']:.0f}", f"{r['wall_s']:.0f}",
+                 f"{r['fid']:.2f}", f"{r['kid']:.4f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}", acc])
+  table = report.markdown_table(["run", "steps", "images seen", "CPU s", "wall s", "classifier-FID", "KID",
+                                 "precision", "recall", "class accuracy"], rows)
+  earlier = [n for n in RUNS if n in results and n not in names]
+  notes = [f"Runs {', '.join(earlier)} come from earlier invocations into the same --out."] if earlier else []
+  report.write(out, "mnist_quality", "Sample quality on MNIST at one CPU budget per run", {"runs": results},
+               table, notes)
+  return table
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--data", required=True, help="MNIST IDX files: a folder with t10k-images-idx3-ubyte.gz and labels")
+  p.add_argument("--data", required=True,
+                 help="a folder with MNIST's t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
+                      "(from https://storage.googleapis.com/cvdf-datasets/mnist/ or any MNIST mirror)")
   p.add_argument("--budget_s", type=float, required=True, help="process CPU seconds of training per run")
   p.add_argument("--out", required=True)
   p.add_argument("--runs", default=",".join(RUNS))
@@ -226,8 +235,7 @@ def run(args):
   out.mkdir(parents=True, exist_ok=True)
   clf = Path(args.classifier_workdir) if args.classifier_workdir else train_classifier(args.data, out / "classifier")
   evaluator = evaluator_for(args, clf, out)
-  results_path = out / "results.json"
-  results = json.loads(results_path.read_text()) if results_path.exists() else {}
+  results = report.read(out).get("runs", {})
   for name in names:
     config, workdir = configs[name], out / name
     budget = Budget(workdir / "budget.json", args.budget_s)
@@ -249,9 +257,9 @@ def run(args):
            "features": [config.model.g_features, config.model.d_features],
            **score(evaluator, images, labels), "sample_and_score_wall_s": round(time.time() - t0, 1)}
     results[name] = row
-    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results, names)
     print(name, row, flush=True)
-  print("\n".join(write_table(out, results)))
+  print(write_results(out, results, names))
 
 
 if __name__ == "__main__":

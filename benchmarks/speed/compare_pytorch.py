@@ -1,20 +1,22 @@
 """Times the project's jitted DCGAN train step against the same model in PyTorch eager, side by side.
 
-  python benchmarks/compare_pytorch.py --torch_python /work/torchvenv/bin/python
+  python -m benchmarks.speed.compare_pytorch --torch_python /path/to/torch-venv/bin/python --out runs/compare_pytorch
 
 Both sides run one step = one discriminator update (real batch + a batch from G) and one
 generator update on fresh noise (non-saturating BCE-with-logits, Adam(2e-4, b1=0.5), BatchNorm in
 train mode, D's parameters frozen during the G update), on synthetic images, in float32. torch is
 not a project dependency: it runs in a subprocess started with --torch_python (default: this
-interpreter) and is driven over a pipe, so the two sides alternate in short rounds (JAX round,
+interpreter; any Python with torch installed, e.g. a venv made with `pip install torch`, needing
+nothing else) and is driven over a pipe, so the two sides alternate in short rounds (JAX round,
 torch round, ...) and machine noise hits both alike; the reported times are medians over rounds,
 after --warmup untimed steps on each side (with only 2, JAX's first 64x64 rounds were still
 faulting in fresh memory and ran 40% slow). The JSON line keeps every round's time.
 Both use the same number of threads (--threads, default: the CPUs this process may use). Like
 main.py, the script restarts itself with glibc malloc tunables that keep XLA:CPU's buffers mapped
-(aigc_jax/host_memory.py; AIGC_HOST_MEMORY=off to not); the torch side inherits them unless
+(aigc_jax/core/host_memory.py; AIGC_HOST_MEMORY=off to not); the torch side inherits them unless
 --torch_malloc default.
-The last line is one JSON object with every number.
+The last line is one JSON object with every number, also written to OUT/results.json, with the
+table in OUT/results.md.
 """
 
 import argparse
@@ -24,13 +26,17 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETTINGS = {"32": ("configs/dcgan.py:cifar10", 32), "64": ("configs/dcgan.py:seed64", 64)}
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--torch_python", default=sys.executable, help="Python interpreter that can import torch.")
+  p.add_argument("--torch_python", default=sys.executable,
+                 help="Python interpreter that can import torch (default: this one), e.g. a venv's bin/python "
+                      "after `pip install torch`.")
   p.add_argument("--resolutions", nargs="+", default=["32", "64"], choices=sorted(SETTINGS))
   p.add_argument("--batch_size", type=int, default=64)
   p.add_argument("--features", type=int, default=64, help="G and D base width (the DCGAN paper's 64).")
@@ -43,6 +49,7 @@ def parse_args(argv=None):
   p.add_argument("--torch_malloc", choices=["same", "default"], default="same",
                  help="'same': torch runs with this process's GLIBC_TUNABLES; "
                       "'default': without glibc.malloc.* tunables.")
+  p.add_argument("--out", default="runs/compare_pytorch", help="Folder for results.json and results.md.")
   p.add_argument("--worker", choices=["torch"], help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   for name, least in (("batch_size", 1), ("features", 1), ("rounds", 1), ("steps", 0), ("warmup", 1), ("threads", 1)):
@@ -139,7 +146,7 @@ class TorchSide:
   def __init__(self, python, threads, malloc="same"):
     from aigc_jax.core import host_memory
 
-    cmd = [python, os.path.abspath(__file__), "--worker", "torch", "--threads", str(threads)]
+    cmd = [python, "-m", __spec__.name, "--worker", "torch", "--threads", str(threads)]  # in ROOT, below
     env = dict(os.environ)
     if malloc == "default":
       tunables = [t for t in env.get(host_memory.TUNABLES, "").split(":") if t and not t.startswith("glibc.malloc.")]
@@ -172,7 +179,6 @@ class JaxSide:
   def __init__(self, threads):
     if threads:  # before the backend starts: XLA:CPU sizes its thread pool from the visible CPUs.
       os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])
-    sys.path.insert(0, ROOT)
     import jax
     self.jax = jax
 
@@ -241,8 +247,21 @@ def main(args):
           f"({row['torch_steps_per_s']:.2f} steps/s) | jax speed / torch speed = "
           f"{row['speed_ratio_jax_over_torch']:.2f}", flush=True)
   torch_side.close()
-  print(json.dumps(dict(benchmark="compare_pytorch", jax=jax.__version__, torch=torch_side.info["torch"],
-                        threads=args.threads, cpus=os.cpu_count(), malloc_tuned=malloc_tuned, rows=rows)))
+  result = dict(benchmark="compare_pytorch", jax=jax.__version__, torch=torch_side.info["torch"],
+                threads=args.threads, cpus=os.cpu_count(), malloc_tuned=malloc_tuned, rows=rows)
+  print(json.dumps(result))
+  table = report.markdown_table(
+      ["image", "batch", "features", "JAX ms/step", "PyTorch ms/step", "JAX steps/s", "PyTorch steps/s",
+       "JAX speed / PyTorch speed", "JAX compile s"],
+      [[f"{r['resolution']}x{r['resolution']}x3", r["batch_size"], r["features"], r["jax_step_ms"], r["torch_step_ms"],
+        r["jax_steps_per_s"], r["torch_steps_per_s"], r["speed_ratio_jax_over_torch"], r["jax_compile_s"]]
+       for r in rows])
+  note = (f"jax {jax.__version__} ({jax.default_backend()}) jitted vs torch {torch_side.info['torch']} eager, "
+          f"{args.threads} threads each, float32; medians over {args.rounds} alternating rounds after "
+          f"{args.warmup} warm-up steps per side; glibc malloc tunables: JAX {'on' if malloc_tuned['jax'] else 'off'}, "
+          f"PyTorch {'on' if malloc_tuned['torch'] else 'off'}. results.json keeps every round's time.")
+  report.write(args.out, "compare_pytorch", "DCGAN train step: JAX (this project) vs PyTorch eager", result, table,
+               [note])
 
 
 if __name__ == "__main__":
@@ -250,7 +269,6 @@ if __name__ == "__main__":
   if _args.worker == "torch":
     torch_worker(_args)
   else:
-    sys.path.insert(0, ROOT)
     from aigc_jax.core import host_memory
 
     host_memory.reexec()

@@ -1,6 +1,7 @@
 """Times the DCGAN train step compiled under XLA:CPU option sets (oneDNN, XNNPACK, YNNPACK, fast math).
 
-  python benchmarks/xla_options.py [--config configs/dcgan.py:cifar10] [--batch_size 64] [--rounds 5]
+  python -m benchmarks.speed.xla_options [--config configs/dcgan.py:cifar10] [--batch_size 64] [--rounds 5] \
+      [--out runs/xla_options]
 
 XLA:CPU in jaxlib 0.12 has several experimental library paths (`xla_cpu_use_onednn`,
 `xla_cpu_experimental_onednn_custom_call`, `xla_cpu_use_xnnpack`, `xla_cpu_experimental_ynn_fusion_type`,
@@ -9,24 +10,21 @@ process and are timed in alternating rounds (load from other processes hits all 
 set is the default compilation. A set XLA rejects is reported and skipped. Each set's first step
 runs on the same state and batch, and the largest difference of its metrics (losses, D outputs,
 gradient norms) to the first set's is printed: the options change rounding, not the computation.
-The last line is JSON.
+The last line is JSON, also written to OUT/results.json, with the table in OUT/results.md.
 """
 
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from aigc_jax.core import host_memory, parallel  # noqa: E402
+from aigc_jax.core import host_memory, parallel
 from aigc_jax.tasks.gan import steps, train
-from benchmarks.timing import alternate, synthetic_batch  # noqa: E402
+from benchmarks import report
+from benchmarks.speed.timing import alternate, synthetic_batch
 
 OPTION_SETS = {
   "default": {},
@@ -47,6 +45,7 @@ flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_list("sets", list(OPTION_SETS), f"Option sets to compare, of {list(OPTION_SETS)}.")
 flags.DEFINE_integer("rounds", 5, "Alternating timing rounds.")
 flags.DEFINE_integer("steps", 0, "Steps per round (default: 2 at 32x32, 1 at 64x64).")
+flags.DEFINE_string("out", "runs/xla_options", "Folder for results.json and results.md.")
 
 
 def main(_):
@@ -80,10 +79,22 @@ def main(_):
     print(f"{name:<20} {ms[name]:8.1f} ms/step  (x{ms[base] / ms[name]:.2f} vs {base})"
           f"  compile {compile_s[name]:.1f} s  metrics max diff {diff[name]:.1e}  rounds: "
           + " ".join(f"{1e3 * t:.0f}" for t in times[name]), flush=True)
-  print(json.dumps(dict(benchmark="xla_options", jax=jax.__version__, resolution=res, batch_size=FLAGS.batch_size,
-                        rounds=FLAGS.rounds, steps_per_round=n, options={k: OPTION_SETS[k] for k in runs},
-                        ms_per_step={k: round(v, 1) for k, v in ms.items()}, metrics_max_diff=diff,
-                        compile_s={k: round(v, 1) for k, v in compile_s.items()})))
+  result = dict(benchmark="xla_options", jax=jax.__version__, resolution=res, batch_size=FLAGS.batch_size,
+                rounds=FLAGS.rounds, steps_per_round=n, options={k: OPTION_SETS[k] for k in runs},
+                ms_per_step={k: round(v, 1) for k, v in ms.items()}, metrics_max_diff=diff,
+                compile_s={k: round(v, 1) for k, v in compile_s.items()},
+                rejected=[k for k in FLAGS.sets if k not in runs])
+  print(json.dumps(result))
+  table = report.markdown_table(
+      ["option set", "compiler options", "ms/step", f"speed vs {base}", "compile s", "metrics max diff"],
+      [[name, ", ".join(f"`{k}={v}`" for k, v in OPTION_SETS[name].items()) or "(XLA's defaults)",
+        f"{ms[name]:.1f}", f"x{ms[base] / ms[name]:.2f}", f"{compile_s[name]:.1f}", f"{diff[name]:.1e}"]
+       for name in runs])
+  notes = [f"Train step of {config.model.name}, {res}x{res}, batch {FLAGS.batch_size}: median over {FLAGS.rounds} "
+           f"alternating rounds of {n} steps."]
+  if result["rejected"]:
+    notes.append("Not accepted by this XLA: " + ", ".join(result["rejected"]) + ".")
+  report.write(FLAGS.out, "xla_options", "XLA:CPU option sets on the GAN train step", result, table, notes)
 
 
 if __name__ == "__main__":

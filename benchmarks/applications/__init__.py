@@ -1,0 +1,1 @@
+"""Applications: repair and enhancement networks measured beside classical tools, and the photo crops they train on."""

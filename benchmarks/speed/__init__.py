@@ -1,0 +1,1 @@
+"""Speed: train-step, PyTorch, XLA-option, input-pipeline and Inception timings; timing.py: shared helpers."""

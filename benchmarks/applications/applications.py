@@ -111,8 +111,8 @@ def finished_step(workdir: Path):
 
 def train(name: str, config, workdir: Path, log: dict) -> str:
   """Trains `config` into `workdir` unless its latest checkpoint already reached train.num_steps."""
-  from aigc_jax.tasks.classifier import predict as cls_predict, train as cls_train
-  from aigc_jax.tasks.image2image import steps as i2i_steps, train as i2i_train
+  from aigc_jax.tasks.classifier import train as cls_train
+  from aigc_jax.tasks.image2image import train as i2i_train
   from aigc_jax.tasks.gan import train as gan_train
 
   steps = config.train.num_steps
@@ -140,7 +140,7 @@ class Accuracy:
     if workdir:
       import ml_collections
 
-      from aigc_jax.tasks.classifier import predict as cls_predict, train as cls_train
+      from aigc_jax.tasks.classifier import train as cls_train
 
       config = ml_collections.ConfigDict(json.loads((Path(workdir) / "config.json").read_text()))
       self.config = config
@@ -149,7 +149,7 @@ class Accuracy:
   def __call__(self, x, labels):
     if self.state is None or labels is None:
       return None
-    from aigc_jax.tasks.classifier import predict as cls_predict, train as cls_train
+    from aigc_jax.tasks.classifier import predict as cls_predict
     from aigc_jax import data
 
     u8 = images.to_uint8(x)

@@ -64,7 +64,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   from aigc_jax.core.errors import UserError
   from aigc_jax.tasks.classifier import classify
-  from aigc_jax.core import compilation, distributed, trainer
+  from aigc_jax.core import compilation, distributed, files, trainer
   from aigc_jax.tasks.gan import evaluation, probe, sample, train
 
   logging.set_verbosity(logging.WARNING)
@@ -78,6 +78,10 @@ def main(argv):
                       f"takes --mode={'|'.join(MODES[task])}. {MODE_CONFIGS[FLAGS.mode]}")
     if not FLAGS.workdir and not (FLAGS.mode == "eval" and FLAGS.samples):
       raise UserError("--workdir is required (--mode=eval can take --samples F.npz instead)")
+    if FLAGS.workdir:
+      files.workdir(FLAGS.workdir)  # a file in the way is refused before anything is written
+    if FLAGS.output:
+      files.output(FLAGS.output)
     if FLAGS.mode == "train" and task == "classifier":
       result = classify.train_and_evaluate(config, FLAGS.workdir)
       print(f"test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} images "

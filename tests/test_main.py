@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -111,4 +112,22 @@ def test_a_file_where_workdir_or_output_goes_is_one_line_error(workdir, tmp_path
     assert_one_line_error(run_main("--config", SMOKE, *args), message)
   assert sorted(os.listdir(tmp_path)) == ["f"] and blocker.read_text() == "keep me"
   assert _snapshot(workdir) == before
+
+
+def test_damaged_checkpoint_is_one_line_error_without_asyncio_tracebacks(workdir, tmp_path):
+  """Orbax reads the arrays concurrently; after the first bad one, the others finish on a closed event loop."""
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  chunks = [p for p in (copy / "checkpoints" / "6" / "state").rglob("*")
+            if p.is_file() and p.parent.name == "d" and p.parent.parent.name.startswith("ocdbt.process")]
+  assert len(chunks) > 1  # several arrays in flight when the first fails
+  for p in chunks:
+    os.truncate(p, 10)
+  before = _snapshot(copy)
+  sample = ["--mode=sample", "--workdir", str(copy), "--output", str(tmp_path / "s.npz")]
+  for args in (["--workdir", str(copy)], sample):
+    r = run_main("--config", SMOKE, *args)
+    assert_one_line_error(r, f"checkpoint step 6 in {copy / 'checkpoints'} is unreadable or incomplete")
+    assert "Event loop is closed" not in r.stderr
+  assert _snapshot(copy) == before and not (tmp_path / "s.npz").exists()
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from helpers import write_oversized_png
 
 SMOKE = f"{ROOT}/configs/dcgan.py:smoke"
 
@@ -131,3 +132,10 @@ def test_damaged_checkpoint_is_one_line_error_without_asyncio_tracebacks(workdir
     assert "Event loop is closed" not in r.stderr
   assert _snapshot(copy) == before and not (tmp_path / "s.npz").exists()
 
+
+def test_image_over_pils_pixel_limit_is_one_line_error(tmp_path):
+  big = write_oversized_png(tmp_path / "big.png")
+  w = tmp_path / "w"
+  r = run_main("--config", SMOKE, "--config.data.source=files", f"--config.data.path={big}", "--workdir", str(w))
+  assert_one_line_error(r, f"'{big}' is too large to read")
+  assert "pixels (e.g. " in r.stderr and not w.exists()

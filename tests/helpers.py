@@ -17,3 +17,15 @@ def assert_trees_equal(a, b, rtol=0.0, atol=0.0):
   assert ta == tb
   for x, y in zip(la, lb):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def write_oversized_png(path):
+  """A PNG just over PIL's decompression-bomb limit (2 * Image.MAX_IMAGE_PIXELS), a few dozen KB on disk:
+  one bit per pixel, all black, so it compresses to almost nothing."""
+  import math
+
+  from PIL import Image
+
+  side = math.isqrt(2 * Image.MAX_IMAGE_PIXELS) + 1
+  Image.new("1", (side, side)).save(path)
+  return path

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, SHARED_MNIST
 
 from aigc_jax.tasks.image2image import train as i2i_train
 from benchmarks.applications import applications, photo_crops
 from configs import enhance as enhance_configs
-from conftest import ROOT, SHARED_MNIST
 
 
 def _args(**kw):

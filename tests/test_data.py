@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from conftest import SHARED_MNIST
-from helpers import smoke_config
+from helpers import smoke_config, write_oversized_png
 from PIL import Image
 
 from aigc_jax import data
@@ -178,3 +178,30 @@ def test_files_source_bad_input(tmp_path, case, match):
 def test_unknown_source():
   with pytest.raises(UserError, match="unknown data source 'web'"):
     data.load(smoke_config(**{"data.source": "web"}).data, seed=0)
+
+
+def test_images_pil_refuses_are_one_line_errors_naming_the_file(tmp_path):
+  """Every image reader (data sources, --mode=classify, --mode=repair/enhance) goes through open_image."""
+  from aigc_jax.tasks.image2image import repair
+
+  big = write_oversized_png(tmp_path / "big.png")
+  assert big.stat().st_size < 200_000
+  png = tmp_path / "ok.png"
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32), np.uint8)).save(png)
+  (tmp_path / "cut.png").write_bytes(png.read_bytes()[:500])
+  (tmp_path / "text.png").write_text("not a png")
+  limit = f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels"
+  cases = [(big, rf"'{big}' is too large to read \(\d[\d,]+ pixels\): images of up to {limit} \(e\.g\. "),
+           (tmp_path / "cut.png", r"'.*cut\.png' is not a readable image \(.*\); accepted: PNG, JPG"),
+           (tmp_path / "text.png", r"'.*text\.png' is not a readable image \(not in a format PIL knows\)")]
+  for path, match in cases:
+    for read in (lambda p: data.read_images(str(p), 1), repair.read_image):
+      with pytest.raises(UserError, match=match) as e:
+        read(path)
+      assert "\n" not in str(e.value)
+  folder = tmp_path / "folder"
+  folder.mkdir()
+  png.rename(folder / "a.png")
+  big.rename(folder / "b.png")
+  with pytest.raises(UserError, match=r"'.*folder/b\.png' is too large to read"):
+    data.read_images(str(folder), 1)

@@ -106,3 +106,25 @@ def test_run_outputs_go_to_the_bucket(bucket):
   ckpt = Checkpoints("gs://bucket/run/checkpoints", read_only=True)
   assert isinstance(ckpt.directory, epath.Path) and str(ckpt.directory) == "gs://bucket/run/checkpoints"
   assert ckpt.directory.exists()
+
+
+def test_workdir_and_output_refuse_a_file_in_the_way(tmp_path):
+  from aigc_jax.core.errors import UserError
+
+  (tmp_path / "f").write_text("keep me")
+  (tmp_path / "d").mkdir()
+  assert files.workdir(tmp_path / "d") == tmp_path / "d"
+  assert files.workdir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+  assert files.workdir("gs://bucket/f") == epath.Path("gs://bucket/f")  # never looked up: no such conflict there
+  assert files.output(tmp_path / "f") == tmp_path / "f"  # replacing it is --overwrite's business
+  assert files.output(tmp_path / "new" / "s.npz") == tmp_path / "new" / "s.npz"
+  assert files.output("s.npz") == epath.Path("s.npz")
+  with pytest.raises(UserError, match=r"^--workdir '.*/f' is a file, not a folder; give a folder") as e:
+    files.workdir(tmp_path / "f")
+  with pytest.raises(UserError, match=r"^--workdir '.*/f/sub/run' cannot be created: '.*/f' is a file"):
+    files.workdir(tmp_path / "f" / "sub" / "run")
+  for out in (tmp_path / "f" / "s.npz", tmp_path / "f" / "sub" / "pngs"):
+    with pytest.raises(UserError, match=rf"^--output '{out}' cannot be written: '{tmp_path / 'f'}' is a file"):
+      files.output(out)
+  assert "\n" not in str(e.value)
+  assert sorted(os.listdir(tmp_path)) == ["d", "f"] and (tmp_path / "f").read_text() == "keep me"

@@ -1,12 +1,15 @@
 """main.py as a user runs it: train, sample, and every bad input as a one-line error."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from conftest import ROOT
+from helpers import write_oversized_png
 
 SMOKE = f"{ROOT}/configs/dcgan.py:smoke"
 
@@ -117,3 +120,57 @@ def test_bad_input_is_one_line_error_and_writes_nothing(tmp_path, args, devices,
   assert errors and message in errors[0], r.stderr[-3000:]
   assert "Traceback" not in r.stderr
   assert not w.exists()
+
+
+def _snapshot(path):
+  return sorted((p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*"))
+
+
+def assert_one_line_error(r, message):
+  """Exit code 2 and one 'error: ...' line, with no traceback (ours or a library's) after it."""
+  errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+  assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr[-3000:]
+  assert "Traceback" not in r.stderr and not re.search(r"^\w+(Error|Exception): ", r.stderr, re.MULTILINE), \
+      r.stderr[-3000:]
+
+
+def test_a_file_where_workdir_or_output_goes_is_one_line_error(workdir, tmp_path):
+  blocker = tmp_path / "f"
+  blocker.write_text("keep me")
+  before = _snapshot(workdir)
+  for args, message in [
+      (["--workdir", str(blocker)], f"--workdir '{blocker}' is a file, not a folder"),
+      (["--mode=sample", "--workdir", str(blocker), "--output", str(tmp_path / "s.npz")],
+       f"--workdir '{blocker}' is a file, not a folder"),
+      (["--workdir", str(blocker / "run")], f"--workdir '{blocker / 'run'}' cannot be created: '{blocker}' is a file"),
+      (["--mode=sample", "--workdir", str(workdir), "--output", str(blocker / "s.npz")],
+       f"--output '{blocker / 's.npz'}' cannot be written: '{blocker}' is a file")]:
+    assert_one_line_error(run_main("--config", SMOKE, *args), message)
+  assert sorted(os.listdir(tmp_path)) == ["f"] and blocker.read_text() == "keep me"
+  assert _snapshot(workdir) == before
+
+
+def test_damaged_checkpoint_is_one_line_error_without_asyncio_tracebacks(workdir, tmp_path):
+  """Orbax reads the arrays concurrently; after the first bad one, the others finish on a closed event loop."""
+  copy = tmp_path / "w"
+  shutil.copytree(workdir, copy)
+  chunks = [p for p in (copy / "checkpoints" / "6" / "state").rglob("*")
+            if p.is_file() and p.parent.name == "d" and p.parent.parent.name.startswith("ocdbt.process")]
+  assert len(chunks) > 1  # several arrays in flight when the first fails
+  for p in chunks:
+    os.truncate(p, 10)
+  before = _snapshot(copy)
+  sample = ["--mode=sample", "--workdir", str(copy), "--output", str(tmp_path / "s.npz")]
+  for args in (["--workdir", str(copy)], sample):
+    r = run_main("--config", SMOKE, *args)
+    assert_one_line_error(r, f"checkpoint step 6 in {copy / 'checkpoints'} is unreadable or incomplete")
+    assert "Event loop is closed" not in r.stderr
+  assert _snapshot(copy) == before and not (tmp_path / "s.npz").exists()
+
+
+def test_image_over_pils_pixel_limit_is_one_line_error(tmp_path):
+  big = write_oversized_png(tmp_path / "big.png")
+  w = tmp_path / "w"
+  r = run_main("--config", SMOKE, "--config.data.source=files", f"--config.data.path={big}", "--workdir", str(w))
+  assert_one_line_error(r, f"'{big}' is too large to read")
+  assert "pixels (e.g. " in r.stderr and not w.exists()

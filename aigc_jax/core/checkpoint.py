@@ -6,6 +6,7 @@ Resuming with a config that changes what the arrays mean is refused before anyth
 """
 
 import json
+import sys
 from typing import Mapping
 
 import jax
@@ -144,6 +145,7 @@ class Checkpoints:
       self._manager = None
 
   def _unreadable(self, step, e: Exception) -> UserError:
+    _drop_closed_loop_reports()
     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     return UserError(f"checkpoint step {step} in {self.directory} is unreadable or incomplete ({reason}); "
                      f"move {self.directory / str(step)} away to resume from an earlier step")
@@ -177,3 +179,25 @@ def saved_config(directory, *, what: str = "a trained network") -> tuple[ml_coll
     return ml_collections.ConfigDict(ckpt.saved_config(step)), step
   finally:
     ckpt.close()
+
+
+def _drop_closed_loop_reports():
+  """Silences the aftermath of a failed read, which the one-line error has already reported.
+
+  Orbax reads the arrays concurrently (asyncio.gather) and on the first failure closes its event loop
+  without cancelling the other reads. As each of those finishes, TensorStore's done-callback calls
+  loop.call_soon_threadsafe on the closed loop, and Python prints the resulting RuntimeError through
+  sys.unraisablehook: one traceback per read still in flight, after main.py's one-line error. Closing
+  the CheckpointManager does not stop them (the reads belong to the loop, not the manager). From the
+  first failed read on, unraisable 'Event loop is closed' errors are dropped; all others still print.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop", False):
+    return
+
+  def hook(report):
+    if not (isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"):
+      previous(report)
+
+  hook.drops_closed_loop = True
+  sys.unraisablehook = hook

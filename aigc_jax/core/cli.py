@@ -61,7 +61,9 @@ def run(config, args: Args, modes: dict, examples: dict) -> int:
     if not args.workdir and not (args.mode == "eval" and args.samples):
       raise UserError("--workdir is required (--mode=eval can take --samples F.npz instead)")
     if args.workdir:
-      files.check_workdir(args.workdir)
+      files.workdir(args.workdir)  # a file in the way is refused before anything is written
+    if args.output:
+      files.output(args.output)
     closing = modes[task][args.mode](config, args)
     if closing:
       print(closing, flush=True)

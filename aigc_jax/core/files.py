@@ -29,6 +29,46 @@ def absolute(p) -> epath.Path:
   return p if is_remote(p) else p.absolute()
 
 
+def _file_in_the_way(p: epath.Path) -> epath.Path | None:
+  """The nearest of `p` and its parents that exists, when that is not a folder: making `p` would fail on it.
+
+  An object store has no such conflict (an object 'a' and objects under 'a/' live side by side), so
+  URLs are never in the way.
+  """
+  if is_remote(p):
+    return None
+  q = absolute(p)
+  while not q.exists() and q.parent != q:
+    q = q.parent
+  return q if q.exists() and not q.is_dir() else None
+
+
+def workdir(p) -> epath.Path:
+  """`p` as the run's folder, or a UserError when it, or a folder above it, is a file.
+
+  Checked before anything is read or written, so the refusal is one line and nothing changes.
+  """
+  p = path(p)
+  blocker = _file_in_the_way(p)
+  if blocker is not None:
+    if blocker == absolute(p):
+      raise UserError(f"--workdir '{p}' is a file, not a folder; give a folder, or a new path to create one")
+    raise UserError(f"--workdir '{p}' cannot be created: '{blocker}' is a file, not a folder")
+  return p
+
+
+def output(p) -> epath.Path:
+  """`p` as a place to write a result (a file or a new folder), or a UserError when a file is in its way.
+
+  Whether `p` itself may be replaced is each mode's to decide (--overwrite).
+  """
+  p = path(p)
+  blocker = _file_in_the_way(p.parent)
+  if blocker is not None:
+    raise UserError(f"--output '{p}' cannot be written: '{blocker}' is a file, not a folder")
+  return p
+
+
 def write_atomic(target, write) -> epath.Path:
   """Writes `target` with `write(binary_file)`: afterwards it holds the old bytes or the new ones, never part.
 
@@ -81,11 +121,3 @@ def check_output(output, overwrite: bool, *, suffixes: tuple[str, ...] = (), fol
   if taken and not overwrite:
     raise UserError(f"--output '{output}' exists; pass --overwrite to replace it or choose another --output")
   return out
-
-
-def check_workdir(workdir) -> epath.Path:
-  """The work directory, or a UserError when it cannot be one (an existing file), before anything is written."""
-  p = path(workdir)
-  if p.exists() and not p.is_dir():
-    raise UserError(f"--workdir '{workdir}' is a file; give a directory (it is created if missing)")
-  return p

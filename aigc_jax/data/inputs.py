@@ -8,12 +8,11 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from aigc_jax.core.errors import UserError
 from aigc_jax.core.images import to_uint8
 from aigc_jax.data import damage
-from aigc_jax.data.sources import IMAGE_SUFFIXES
+from aigc_jax.data.sources import IMAGE_SUFFIXES, open_image
 
 
 def read_inputs(path: str) -> list[tuple[str, np.ndarray]]:
@@ -33,13 +32,9 @@ def read_inputs(path: str) -> list[tuple[str, np.ndarray]]:
 
 def read_image(path: Path) -> np.ndarray:
   """uint8 [H, W, 1] for grey images, [H, W, 3] for colour ones (alpha and palettes resolved)."""
-  try:
-    with Image.open(path) as im:
-      im.load()
-      mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-      return np.asarray(im.convert(mode)).reshape(im.height, im.width, -1)
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"'{path}' is not a readable image ({e.__class__.__name__})") from None
+  im = open_image(path)
+  mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+  return np.asarray(im.convert(mode)).reshape(im.height, im.width, -1)
 
 
 def check_channels(items, channels: int, workdir):

@@ -238,14 +238,36 @@ def read_idx(path) -> np.ndarray:
   return body.reshape(dims)
 
 
-def _read_image(q: Path, channels: int) -> np.ndarray:
+def open_image(path):
+  """The image in file `path`, decoded whole (a PIL image); a file PIL cannot or will not read is a UserError.
+
+  PIL refuses images of over 2 * Image.MAX_IMAGE_PIXELS pixels, since a small file can decode to
+  gigabytes (a 'decompression bomb'), besides files in formats it does not know and damaged ones.
+  """
   from PIL import Image, UnidentifiedImageError
 
   try:
-    with Image.open(q) as im:
-      return np.asarray(im.convert("L" if channels == 1 else "RGB"))
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"'{q}' is not a readable image ({e.__class__.__name__})") from None
+    with Image.open(path) as im:
+      im.load()  # decoding errors surface here, not in a later convert()
+      return im
+  except Image.DecompressionBombError as e:
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    size = f" ({int(found[1]):,} pixels)" if found else ""
+    limit = 2 * Image.MAX_IMAGE_PIXELS
+    side = math.isqrt(limit)
+    raise UserError(f"'{path}' is too large to read{size}: images of up to {limit:,} pixels (e.g. {side}x{side}) "
+                    "are accepted; scale it down first") from None
+  except (UnidentifiedImageError, OSError, EOFError) as e:
+    if isinstance(e, UnidentifiedImageError):
+      reason = "not in a format PIL knows"
+    else:
+      reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip()) or type(e).__name__
+    raise UserError(f"'{path}' is not a readable image ({reason}); accepted: "
+                    f"{', '.join(s.lstrip('.').upper() for s in IMAGE_SUFFIXES)}") from None
+
+
+def _read_image(q: Path, channels: int) -> np.ndarray:
+  return np.asarray(open_image(q).convert("L" if channels == 1 else "RGB"))
 
 
 def _read_image_folder(root: Path, channels: int):

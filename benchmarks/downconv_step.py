@@ -39,7 +39,7 @@ from ml_collections import config_flags  # noqa: E402
 from aigc_jax.core import host_memory, parallel  # noqa: E402
 from aigc_jax.tasks.gan import steps, train
 from aigc_jax.models import layers  # noqa: E402
-from benchmarks.timing import alternate, attributes_set, synthetic_batch  # noqa: E402
+from benchmarks.speed.timing import alternate, attributes_set, synthetic_batch  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/dcgan.py:cifar10", "Config file and preset.")

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from aigc_jax.core import host_memory  # noqa: E402
 from aigc_jax.models import layers  # noqa: E402
-from benchmarks.timing import attributes_set, median_ms  # noqa: E402
+from benchmarks.speed.timing import attributes_set, median_ms  # noqa: E402
 
 # (size, channels): the 32x32 image, D 16x16x64 (and G 8x8x128 -> 64's output gradient), D 8x8x128,
 # D 32x32x64 at 64x64, the 64x64 image (and the 64x64 generator's output gradient).

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
 from aigc_jax.core import host_memory  # noqa: E402
-from benchmarks.timing import median_ms  # noqa: E402
+from benchmarks.speed.timing import median_ms  # noqa: E402
 
 # (pixels, K, out): G 8x8x128 -> 64 per phase, D 16x16x64 -> 128, G 4x4x256 -> 128 per phase,
 # D 32x32x3 -> 64 (the image layer), G 16x16x64 -> 3 from patches of dY (48 wide) times x (64).

@@ -59,12 +59,6 @@ def test_gan_config_repairs_by_inversion(workdir, tmp_path):
   assert not (tmp_path / "out2").exists()
 
 
-def test_removed_config_key_names_its_replacement(tmp_path):
-  r = run_main("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--config.model.upconv_impl=xla")
-  assert r.returncode == 2 and "config.model.upconv_impl is now config.conv_impl" in r.stderr
-  assert not (tmp_path / "w").exists()
-
-
 def test_train_writes_checkpoints_events_and_sample_pngs(workdir):
   assert (workdir / "checkpoints" / "6").is_dir()
   assert list((workdir / "tensorboard").glob("events.out.tfevents*"))

@@ -3,7 +3,7 @@
   python benchmarks/conv_forms.py [--batch 64] [--resolutions 32 64] [--features 64] [--reps 7]
 
 For every layer of `dcgan.Discriminator` (3 channels in) and every formulation in
-`layers.DOWNCONV_FORMS` ('xla': XLA's strided convolution; 's2d_conv': space-to-depth then a
+`cpu_convs.DOWNCONV_FORMS` ('xla': XLA's strided convolution; 's2d_conv': space-to-depth then a
 stride-1 2x2 convolution; 's2d_matmul': space-to-depth then four matmuls) it times, separately,
 the forward pass, the input gradient and the kernel gradient (each its own jitted function),
 interleaved over repeats; prints medians in ms and the fastest form of each part. A training step
@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aigc_jax.core import host_memory  # noqa: E402
-from aigc_jax.models import layers  # noqa: E402
+from aigc_jax.models import cpu_convs  # noqa: E402
 
 PARTS = ("forward", "input_grad", "kernel_grad")
 STEP_WEIGHTS = {"forward": 3, "input_grad": 1, "kernel_grad": 2}
@@ -39,7 +39,7 @@ def discriminator_layers(resolution, features, channels=3):
 
 
 def functions(form):
-  f = lambda x, k: layers.downconv(x, k, forms=(form,) * 3)
+  f = lambda x, k: cpu_convs.downconv(x, k, forms=(form,) * 3)
   return {"forward": jax.jit(f),
           "input_grad": jax.jit(lambda x, k, c: jax.vjp(lambda x: f(x, k), x)[1](c)[0]),
           "kernel_grad": jax.jit(lambda x, k, c: jax.vjp(lambda k: f(x, k), k)[1](c)[0])}
@@ -51,7 +51,7 @@ def time_layer(batch, size, cin, cout, reps):
   k = jax.numpy.asarray(0.02 * rng.standard_normal((4, 4, cin, cout)), "float32")
   c = jax.numpy.asarray(rng.standard_normal((batch, size // 2, size // 2, cout)), "float32")
   args = {"forward": (x, k), "input_grad": (x, k, c), "kernel_grad": (x, k, c)}
-  fns = {form: functions(form) for form in layers.DOWNCONV_FORMS}
+  fns = {form: functions(form) for form in cpu_convs.DOWNCONV_FORMS}
   want = {part: jax.block_until_ready(fns["xla"][part](*args[part])) for part in PARTS}
   for form in fns:
     for part in PARTS:
@@ -82,11 +82,11 @@ def main():
       ms = time_layer(args.batch, size, cin, cout, args.reps)
       name = f"{size}x{size}x{cin}->{size // 2}x{size // 2}x{cout}"
       print(name)
-      for form in layers.DOWNCONV_FORMS:
+      for form in cpu_convs.DOWNCONV_FORMS:
         weighted = sum(STEP_WEIGHTS[p] * ms[(form, p)] for p in PARTS)
         print(f"  {form:<11}" + "".join(f" {p} {ms[(form, p)]:7.2f}" for p in PARTS) +
               f"  step-weighted {weighted:7.1f}")
-      best = {p: min(layers.DOWNCONV_FORMS, key=lambda f: ms[(f, p)]) for p in PARTS}
+      best = {p: min(cpu_convs.DOWNCONV_FORMS, key=lambda f: ms[(f, p)]) for p in PARTS}
       print("  fastest: " + ", ".join(f"{p} {best[p]}" for p in PARTS), flush=True)
       rows.append(dict(layer=name, ms={f"{f}/{p}": round(v, 2) for (f, p), v in ms.items()}, fastest=best))
   print(json.dumps(dict(benchmark="conv_forms", jax=jax.__version__, cpus=os.cpu_count(), batch=args.batch,

@@ -23,10 +23,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   if t.loss not in losses.LOSSES:
     raise UserError(f"config.train.loss='{t.loss}' is not one of {', '.join(losses.LOSSES)}")
   validate_beyond(config)
-  if config.model.upconv_impl not in ("auto", "xla", "fast"):
-    raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
-  if config.model.get("downconv_impl", "auto") not in ("auto", "xla", "fast"):
-    raise UserError(f"config.model.downconv_impl='{config.model.downconv_impl}' is not one of auto, xla, fast")
+  models.cpu_convs.check_impl(config.get("conv_impl", "auto"))
 
 
 def validate_beyond(config: ml_collections.ConfigDict):
@@ -54,7 +51,8 @@ def validate_beyond(config: ml_collections.ConfigDict):
 def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> steps.GANState:
   """The initial host-side state for `config` (deterministic in config.seed)."""
   shape = (config.data.resolution, config.data.resolution, config.data.channels)
-  generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name)
+  generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name,
+                                           conv_impl=config.get("conv_impl", "auto"))
   g_tx = steps.make_optimizer(config.optim, config.optim.g_lr, config.train.num_steps)
   d_tx = steps.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
   # Partitionable threefry is for sharded randomness; the host-side init compiles ~5x faster without it.

@@ -1,11 +1,17 @@
-"""What the benchmarks share: a synthetic batch of a config's shape, timing in alternating rounds, medians.
+"""What the benchmarks share: a synthetic batch of a config's shape, timing in alternating rounds, medians,
+results written to an --out folder.
 
 Alternating rounds (contender A, B, ..., then A, B, ... again) let load from other processes hit
 every contender alike; medians over rounds are then comparable on a busy machine.
 """
 
+import json
+import os
 import resource
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -70,3 +76,27 @@ def seconds_per_step(step, state, batch, warmup: int, steps: int, faults: dict |
     faults["per_step"] = (minor_page_faults() - f0) / steps
     faults["cpu_s_per_step"] = (cpu_seconds() - c0) / steps
   return state, seconds
+
+
+def markdown_table(head, rows) -> str:
+  """A markdown table of `head` (column titles) and `rows` (lists of cells, written with str())."""
+  lines = ["| " + " | ".join(map(str, head)) + " |", "|" + " --- |" * len(head)]
+  return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]) + "\n"
+
+
+def write_results(out, benchmark: str, title: str, result: dict, tables: str, argv=None) -> dict:
+  """OUT/results.json (`result` with the benchmark's name, its command, jax's version and backend and
+  the CPUs it could use) and OUT/results.md (`tables`, markdown, under `title` and that command).
+  `argv`: the script's arguments, if not sys.argv[1:]."""
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  head = ["python", "-m", spec.name] if spec is not None and spec.name != "__main__" else ["python", sys.argv[0]]
+  command = shlex.join(head + list(sys.argv[1:] if argv is None else argv))
+  cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  record = {"benchmark": benchmark, "command": command, "jax": jax.__version__, "backend": jax.default_backend(),
+            "cpus": cpus, **result}
+  out = Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "results.json").write_text(json.dumps(record, indent=1) + "\n")
+  (out / "results.md").write_text(f"# {title}\n\n`{command}` (jax {jax.__version__}, {jax.default_backend()}, "
+                                  f"{cpus} CPUs)\n\n{tables}")
+  return record

@@ -7,14 +7,15 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.task = "gan"  # gan | classifier (configs/classifier.py)
   config.seed = 0
+  # DCGAN's 4x4 / stride-2 convolutions: auto (XLA:CPU forms of aigc_jax/models/cpu_convs.py on the
+  # CPU backend, XLA's own elsewhere) | xla | cpu. Same parameters and values either way.
+  config.conv_impl = "auto"
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "dcgan"
   config.model.z_dim = 100
   config.model.g_features = 64
   config.model.d_features = 64
-  config.model.upconv_impl = "auto"  # transposed-conv formulation: auto (fast on CPU), xla, fast
-  config.model.downconv_impl = "auto"  # D's stride-2 conv formulation: auto (fast on CPU), xla, fast
   # Beyond DCGAN (configs/sngan.py): dcgan | sngan (ResNet, spectral norm) | biggan (sngan + BigGAN options).
   config.model.cond_mode = "none"  # none | projection | acgan (sngan/biggan; G gets conditional BatchNorm)
   config.model.num_classes = 10  # used when cond_mode is not none

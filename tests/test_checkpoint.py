@@ -221,9 +221,13 @@ def test_training_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
 
 def test_layer_formulations_do_not_block_resuming():
-  """upconv_impl / downconv_impl change how layers compute, not their parameters."""
+  """conv_impl changes how layers compute, not their parameters; so did the model.upconv_impl /
+  model.downconv_impl keys it replaced, which checkpoints of older code still hold."""
   saved = smoke_config().to_dict()
-  del saved["model"]["downconv_impl"]  # a checkpoint from before the key existed
-  now = smoke_config(**{"model.upconv_impl": "xla", "model.downconv_impl": "fast"}).to_dict()
-  assert incompatible_keys(saved, now) == []
+  del saved["conv_impl"]
+  assert incompatible_keys(saved, smoke_config(conv_impl="xla").to_dict()) == []
+  saved["model"]["upconv_impl"] = "fast"  # older code
+  assert incompatible_keys(saved, smoke_config().to_dict()) == []
+  saved["model"]["downconv_impl"] = "xla"
+  assert incompatible_keys(saved, smoke_config(conv_impl="cpu").to_dict()) == []
   assert incompatible_keys(saved, smoke_config(**{"model.d_features": 16}).to_dict()) == ["model.d_features"]

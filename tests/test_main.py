@@ -36,7 +36,7 @@ def test_train_says_what_it_does_and_what_comes_next(tmp_path):
   assert r.returncode == 0, r.stderr[-3000:]
   lines = r.stdout.splitlines()
   assert lines[0].startswith("train gan (dcgan) on digits [train]: 1797 images, 32x32x1 | 1 device(s) (cpu)")
-  assert "6 steps" in lines[0] and f"workdir {w}" in lines[0]
+  assert "6 steps" in lines[0] and f"workdir {w}" in lines[0] and "convolutions: XLA:CPU forms" in lines[0]
   assert lines[-1].startswith(f"done: checkpoints, samples/ and tensorboard/ in {w}; next: python main.py "
                               "--mode=sample")
   assert r.stderr.strip() == "", r.stderr[-3000:]  # no INFO/WARNING lines from TensorFlow, absl or Orbax
@@ -57,6 +57,12 @@ def test_gan_config_repairs_by_inversion(workdir, tmp_path):
                "--output", str(tmp_path / "out2"))
   assert r.returncode == 2 and "GAN-inversion inpainting fills holes" in r.stderr
   assert not (tmp_path / "out2").exists()
+
+
+def test_removed_config_key_names_its_replacement(tmp_path):
+  r = run_main("--config", SMOKE, "--workdir", str(tmp_path / "w"), "--config.model.upconv_impl=xla")
+  assert r.returncode == 2 and "config.model.upconv_impl is now config.conv_impl" in r.stderr
+  assert not (tmp_path / "w").exists()
 
 
 def test_train_writes_checkpoints_events_and_sample_pngs(workdir):

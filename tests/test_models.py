@@ -1,7 +1,9 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_trees_equal
 
 from aigc_jax import models
 from aigc_jax.core.errors import UserError
@@ -47,3 +49,21 @@ def test_batchnorm_axis_name_is_a_field():
 def test_unsupported_shapes(shape, match):
   with pytest.raises(UserError, match=match):
     models.create(dcgan_config.get_config("smoke").model, shape)
+
+
+def test_conv_impl_changes_the_computation_not_the_parameters():
+  """Plain Flax by default (nn.Conv / nn.ConvTranspose fields); the CPU forms that conv_impl picks
+  keep the parameter trees and values, and the outputs to float rounding."""
+  assert (dcgan.Generator().conv_transpose, dcgan.Discriminator().conv) == (nn.ConvTranspose, nn.Conv)
+  cfg = dcgan_config.get_config("smoke").model
+  z = jax.random.normal(jax.random.PRNGKey(0), (3, cfg.z_dim))
+  images, variables = {}, {}
+  for impl in ("xla", "cpu"):
+    g, d = models.create(cfg, (32, 32, 1), conv_impl=impl)
+    gv = g.init(jax.random.PRNGKey(1), z, train=False)
+    images[impl] = g.apply(gv, z, train=False)
+    dv = d.init(jax.random.PRNGKey(2), images[impl], train=False)
+    variables[impl] = (gv, dv, d.apply(dv, images[impl], train=False))
+  assert_trees_equal(variables["xla"][:2], variables["cpu"][:2])
+  np.testing.assert_allclose(images["cpu"], images["xla"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(variables["cpu"][2], variables["xla"][2], rtol=1e-4, atol=1e-5)

@@ -16,8 +16,8 @@ from absl import logging as absl_logging
 from aigc_jax.core import compilation, distributed, files, trainer
 from aigc_jax.core.errors import UserError
 
-# Config keys that were renamed or moved: old -> what to use instead (none yet).
-RENAMED_KEYS: dict[str, str] = {}
+# Config keys that were renamed or moved: old -> what to use instead.
+RENAMED_KEYS = {"model.upconv_impl": "conv_impl", "model.downconv_impl": "conv_impl"}
 # Flags a mode reads, copied off absl's FLAGS so modes take a plain object.
 ARGS = ("mode", "workdir", "num_samples", "output", "input", "mask", "degrade", "sample_seed", "checkpoint",
         "samples", "overwrite", "labels", "classifier_workdir", "verbose")

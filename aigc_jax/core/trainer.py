@@ -163,8 +163,8 @@ class Hooks:
   close: Callable[[], None] | None = None
 
 
-def opening_line(config, run: Run, num_steps: int) -> str:
-  """One line that says what is about to happen."""
+def opening_line(config, run: Run, num_steps: int, about: str = "") -> str:
+  """One line that says what is about to happen; `about`: what else the task chose for this run."""
   d, m = config.data, config.model
   name = d.name if d.source == "tfds" else (d.path or d.source) if d.source == "files" else d.source
   size = f"{run.source.num_examples} images" if run.source.num_examples else "streamed"
@@ -172,12 +172,13 @@ def opening_line(config, run: Run, num_steps: int) -> str:
   return (f"train {config.get('task', 'gan')} ({m.get('name', m.get('arch', 'model'))}) on {name} [{d.split}]: "
           f"{size}, {d.resolution}x{d.resolution}x{d.channels} | {run.dp.num_devices} device(s) "
           f"({jax.default_backend()}), {jax.process_count()} process(es), {run.dp.mode} | {what}, "
-          f"batch {config.train.batch_size} | workdir {run.workdir}")
+          f"batch {config.train.batch_size}{f' | {about}' if about else ''} | workdir {run.workdir}")
 
 
 def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, train_step: Callable,
           step_options: Mapping | None = None, defaults: Mapping = {}, setup: Callable | None = None,
-          check_resume: Callable | None = None, source: data.Source | None = None, stop_after=None):
+          check_resume: Callable | None = None, source: data.Source | None = None, stop_after=None,
+          about: str = ""):
   """Trains `config` in `workdir` until config.train.num_steps; returns (host state, result of the task).
 
   build_state(config, bn_axis_name) -> the initial host state (a `core.state.Checkpointed`);
@@ -187,6 +188,7 @@ def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, 
   setup(Run) -> Hooks, called after the restore and before anything is written, so the checks a
   task's hooks need (an evaluator's data and extractor) fail with nothing written.
   `source`: the training data (default: config.data for this process). `stop_after`: see `run`.
+  `about`: a choice the task made for this run, for the opening line (e.g. the convolutions).
   The task validates its config before calling this.
   """
   dp = parallel.DataParallel(config.train.parallel)
@@ -213,7 +215,7 @@ def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, 
     hooks = setup(ctx) if setup is not None else hooks
     t = config.train
     if is_main:
-      print(opening_line(config, ctx, t.num_steps), flush=True)
+      print(opening_line(config, ctx, t.num_steps, about), flush=True)
       # Everything is valid: from here on the work directory is written.
       files.write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
     ctx.writer = summary.Writer(workdir / "tensorboard")

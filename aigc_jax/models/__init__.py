@@ -1,9 +1,11 @@
 """Generator and discriminator networks."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax.models import dcgan, sngan
+from aigc_jax.core.errors import UserError
+from aigc_jax.models import cpu_convs, dcgan, sngan
 from aigc_jax.models.conditioning import COND_MODES
 
 MODELS = ("dcgan", "sngan", "biggan")
@@ -15,10 +17,13 @@ def num_classes(model_config) -> int:
   return model_config.get("num_classes", 0) if model_config.get("cond_mode", "none") != "none" else 0
 
 
-def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=None):
-  """Builds (generator, discriminator) for images of `data_shape` = (H, W, C)."""
-  from aigc_jax.core.errors import UserError
+def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=None, conv_impl: str = "auto"):
+  """Builds (generator, discriminator) for images of `data_shape` = (H, W, C).
 
+  `conv_impl` (config.conv_impl, one of cpu_convs.IMPLS) chooses DCGAN's 4x4 / stride-2 convolutions
+  for this process's backend and XLA:CPU threads (cpu_convs.select, which logs the choice once).
+  """
+  cpu_convs.check_impl(conv_impl)
   height, width, channels = data_shape
   if height != width or height not in dcgan.SUPPORTED_RESOLUTIONS:
     raise UserError(f"image size {height}x{width} is not supported by model '{model_config.name}'; "
@@ -41,11 +46,11 @@ def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=Non
     if cond_mode != "none":
       raise UserError(f"config.model.cond_mode='{cond_mode}' needs model 'sngan' or 'biggan'; dcgan is "
                       "unconditional")
+    convs = cpu_convs.select(conv_impl, jax.default_backend(), cpu_convs.xla_cpu_threads())
     g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
-                        bn_axis_name=bn_axis_name, upconv_impl=model_config.upconv_impl, dtype=dtype)
+                        bn_axis_name=bn_axis_name, conv_transpose=convs.conv_transpose, dtype=dtype)
     d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
-                            bn_axis_name=bn_axis_name, downconv_impl=model_config.get("downconv_impl", "auto"),
-                            dtype=dtype)
+                            bn_axis_name=bn_axis_name, conv=convs.conv, dtype=dtype)
     return g, d
   big = model_config.name == "biggan"
   attention_res = model_config.get("attention_res", 0)

@@ -2,16 +2,20 @@
 
 Both networks are plain `flax.linen` modules. BatchNorm's cross-device axis is a field because
 it must name the pmap axis under `jax.pmap` (statistics over the global batch) and must be None
-under `jax.jit` with a sharded batch, where XLA already sees the global batch.
+under `jax.jit` with a sharded batch, where XLA already sees the global batch. The 4x4 / stride-2
+convolutions are made by the `conv` / `conv_transpose` fields (as in flax's ResNet example):
+`nn.Conv` / `nn.ConvTranspose` by default, or any module with their fields and parameters, such as
+the XLA:CPU forms that `aigc_jax.models.create` passes on the CPU backend (`cpu_convs.py`).
 """
 
+import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from aigc_jax.models.layers import DownConv, UpConv
+ModuleDef = Any
 
 SUPPORTED_RESOLUTIONS = (32, 64)
 dcgan_init = nn.initializers.normal(0.02)
@@ -35,7 +39,7 @@ class Generator(nn.Module):
   channels: int = 3
   features: int = 64
   bn_axis_name: str | None = None
-  upconv_impl: str = "auto"
+  conv_transpose: ModuleDef = nn.ConvTranspose
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -44,14 +48,16 @@ class Generator(nn.Module):
     width = self.features * 2 ** (n - 1)
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                                      scale_init=_bn_scale_init, dtype=self.dtype, name=name)
+    up = functools.partial(self.conv_transpose, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                           kernel_init=dcgan_init, dtype=self.dtype)
     x = nn.Dense(4 * 4 * width, use_bias=False, kernel_init=dcgan_init, dtype=self.dtype, name="project")(z)
     x = x.reshape(z.shape[0], 4, 4, width)
     x = nn.relu(norm("bn0")(x))
     for i in range(1, n):
       width //= 2
-      x = UpConv(width, impl=self.upconv_impl, dtype=self.dtype, name=f"up{i}")(x)
+      x = up(width, name=f"up{i}")(x)
       x = nn.relu(norm(f"bn{i}")(x))
-    x = UpConv(self.channels, impl=self.upconv_impl, dtype=self.dtype, name=f"up{n}")(x)
+    x = up(self.channels, name=f"up{n}")(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -62,17 +68,18 @@ class Discriminator(nn.Module):
   channels: int = 3
   features: int = 64
   bn_axis_name: str | None = None
-  downconv_impl: str = "auto"
+  conv: ModuleDef = nn.Conv
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True, return_features: bool = False):
     n = _num_doublings(self.resolution)
+    down = functools.partial(self.conv, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=False,
+                             kernel_init=dcgan_init, dtype=self.dtype)
     features = []
     x = x.astype(self.dtype)
     for i in range(n):
-      x = DownConv(self.features * 2**i, kernel_init=dcgan_init, impl=self.downconv_impl, dtype=self.dtype,
-                   name=f"conv{i}")(x)
+      x = down(self.features * 2**i, name=f"conv{i}")(x)
       if i > 0:  # DCGAN: no normalisation on the first layer.
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
                          scale_init=_bn_scale_init, dtype=self.dtype, name=f"bn{i}")(x)

@@ -49,8 +49,14 @@ from aigc_jax.core import host_memory, images
 from aigc_jax.core.errors import UserError
 from benchmarks import report
 from benchmarks.applications import photo_crops
-from benchmarks.applications.measure import (denoising, inpainting, photo_super_resolution, super_resolution, table,
-                                             to_unit)
+from benchmarks.applications.measure import (
+  denoising,
+  inpainting,
+  photo_super_resolution,
+  super_resolution,
+  table,
+  to_unit,
+)
 
 NETWORKS = ("classifier", "repair", "denoise", "sr2", "sr4", "sr4_feature", "gan", "repair_photos",
             "denoise_photos", "sr2_photos")
@@ -112,8 +118,8 @@ def finished_step(workdir: Path):
 def train(name: str, config, workdir: Path, log: dict) -> str:
   """Trains `config` into `workdir` unless its latest checkpoint already reached train.num_steps."""
   from aigc_jax.tasks.classifier import train as cls_train
-  from aigc_jax.tasks.image2image import train as i2i_train
   from aigc_jax.tasks.gan import train as gan_train
+  from aigc_jax.tasks.image2image import train as i2i_train
 
   steps = config.train.num_steps
   done = finished_step(workdir)
@@ -149,8 +155,8 @@ class Accuracy:
   def __call__(self, x, labels):
     if self.state is None or labels is None:
       return None
-    from aigc_jax.tasks.classifier import predict as cls_predict
     from aigc_jax import data
+    from aigc_jax.tasks.classifier import predict as cls_predict
 
     u8 = images.to_uint8(x)
     u8 = data.fit_images(u8, self.config.data.resolution, self.config.data.channels, self.config.data.resize)
@@ -158,7 +164,8 @@ class Accuracy:
 
 
 def network(workdir):
-  from aigc_jax.tasks.image2image import steps as i2i_steps, train as i2i_train
+  from aigc_jax.tasks.image2image import steps as i2i_steps
+  from aigc_jax.tasks.image2image import train as i2i_train
 
   _, state = i2i_train.load_state(workdir)
   print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)

@@ -74,9 +74,8 @@ def write_results(out: Path, results: dict, names: list[str]) -> str:
 
 
 def train_classifier(workdir: Path):
-  from configs import classifier
-
   from aigc_jax.tasks.classifier import train as cls_train
+  from configs import classifier
 
   if not (workdir / "metrics.json").exists():
     cls_train.train_and_evaluate(classifier.get_config("digits"), str(workdir))

@@ -184,6 +184,7 @@ class JaxSide:
 
   def setup(self, preset, res, batch, features, warmup):
     import numpy as np
+
     from aigc_jax.core import parallel
     from aigc_jax.tasks.gan import steps, train
     from configs import dcgan

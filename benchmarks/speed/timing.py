@@ -1,30 +1,15 @@
 """What the benchmarks share: a synthetic batch of a config's shape, timing in alternating rounds, medians,
-module-level choices overridden while a contender is traced.
+results written to an --out folder.
 
 Alternating rounds (contender A, B, ..., then A, B, ... again) let load from other processes hit
 every contender alike; medians over rounds are then comparable on a busy machine.
 """
 
-import contextlib
 import resource
 import time
 
 import jax
 import numpy as np
-
-
-@contextlib.contextmanager
-def attributes_set(module, **values):
-  """Sets module attributes (e.g. the choices in aigc_jax/models/layers.py, read while a function is
-  traced) and restores them on exit."""
-  saved = {name: getattr(module, name) for name in values}
-  for name, value in values.items():
-    setattr(module, name, value)
-  try:
-    yield
-  finally:
-    for name, value in saved.items():
-      setattr(module, name, value)
 
 
 def synthetic_batch(dp, config, batch_size: int):

@@ -55,7 +55,8 @@ def main(_):
   result = {
       "config": FLAGS["config"].config_filename if hasattr(FLAGS["config"], "config_filename") else "",
       "backend": jax.default_backend(), "devices": jax.device_count(), "parallel": dp.mode,
-      "batch_size": batch_size, "image_shape": list(batch["image"].shape[-3:]), "upconv_impl": config.model.upconv_impl,
+      "batch_size": batch_size, "image_shape": list(batch["image"].shape[-3:]),
+      "conv_impl": config.get("conv_impl", "auto"),
       "compile_s": round(compile_s, 3), "steps_per_s": round(steps_per_s, 3),
       "images_per_s": round(steps_per_s * batch_size, 1), "flops_per_step": flops,
       "gflops_per_s": round(flops * steps_per_s / 1e9, 2),

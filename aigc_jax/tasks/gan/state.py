@@ -72,7 +72,8 @@ def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shap
 def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> GANState:
   """The initial host-side state for `config` (deterministic in config.seed)."""
   shape = (config.data.resolution, config.data.resolution, config.data.channels)
-  generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name)
+  generator, discriminator = models.create(config.model, shape, bn_axis_name=bn_axis_name,
+                                           conv_impl=config.get("conv_impl", "auto"))
   g_tx = optim.make_optimizer(config.optim, config.optim.g_lr, config.train.num_steps)
   d_tx = optim.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
   return initialise(create_state, config.seed, generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,

@@ -5,6 +5,7 @@ by SIGTERM (a preempted TPU VM) or Ctrl-C saves a checkpoint at the step it reac
 the same command again resumes there and, on CPU, ends bit-identical to an uninterrupted run.
 """
 
+import flax.linen as nn
 import jax
 import ml_collections
 
@@ -22,10 +23,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   if t.loss not in losses.LOSSES:
     raise UserError(f"config.train.loss='{t.loss}' is not one of {', '.join(losses.LOSSES)}")
   validate_beyond(config)
-  if config.model.upconv_impl not in ("auto", "xla", "fast"):
-    raise UserError(f"config.model.upconv_impl='{config.model.upconv_impl}' is not one of auto, xla, fast")
-  if config.model.get("downconv_impl", "auto") not in ("auto", "xla", "fast"):
-    raise UserError(f"config.model.downconv_impl='{config.model.downconv_impl}' is not one of auto, xla, fast")
+  models.cpu_convs.check_impl(config.get("conv_impl", "auto"))
 
 
 def validate_beyond(config: ml_collections.ConfigDict):
@@ -63,6 +61,16 @@ def check_labels(config, source):
                     f"set --config.model.num_classes={source.num_classes}")
 
 
+def conv_choice(config) -> str:
+  """The DCGAN's convolutions this run uses (models.cpu_convs.select, made once per run), in a few words."""
+  if config.model.name != "dcgan":
+    return ""
+  threads = models.cpu_convs.xla_cpu_threads()
+  convs = models.cpu_convs.select(config.get("conv_impl", "auto"), jax.default_backend(), threads)
+  kind = "XLA's" if convs.conv is nn.Conv else f"XLA:CPU forms for {threads} thread{'s' if threads > 1 else ''}"
+  return f"convolutions: {kind}"
+
+
 def fixed_noise(config, n: int):
   """The noise batch behind every logged sample grid, so grids are comparable across steps."""
   return jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5A3), (n, config.model.z_dim))
@@ -97,5 +105,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, stop_aft
 
   state, _ = trainer.train(config, workdir, build_state=build_state, train_step=steps.train_step,
                            step_options=steps.step_options(config), defaults=RESUME_DEFAULTS, setup=setup,
-                           stop_after=stop_after)
+                           stop_after=stop_after, about=conv_choice(config))
   return state

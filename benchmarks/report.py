@@ -93,15 +93,16 @@ def _write_text(path: Path, text: str):
   tmp.replace(path)
 
 
-def write(out, benchmark: str, title: str, result: dict, table: str, notes=()) -> dict:
+def write(out, benchmark: str, title: str, result: dict, table: str, notes=(), argv=None) -> dict:
   """Writes OUT/results.json and OUT/results.md (created with OUT); returns what results.json holds.
 
-  `result` is the script's numbers, `table` its markdown table, `notes` paragraphs printed under it.
+  `result` is the script's numbers, `table` its markdown table, `notes` paragraphs printed under it;
+  `argv`: the script's arguments, if not sys.argv[1:] (a script's main called in-process).
   """
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
   info = machine()
-  head = {"benchmark": benchmark, "command": command(), "commit": commit(), "machine": info,
+  head = {"benchmark": benchmark, "command": command(argv), "commit": commit(), "machine": info,
           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
   record = {**head, **result}
   _write_text(out / "results.json", json.dumps(record, indent=1) + "\n")

@@ -30,9 +30,15 @@ def emulate_shards(shards: int):
   """Makes data.load/data.batches of one process return what `shards` processes read together."""
   load, batches = data.load, data.batches
 
+  class Shards(list):
+    """The sources of all emulated processes; sizes as one source would give them."""
+
+    num_examples = property(lambda self: sum(s.num_examples or 0 for s in self) or None)
+    num_classes = property(lambda self: self[0].num_classes)
+
   def sharded_load(cfg, *, seed, process_index=0, process_count=1):
     assert process_count == 1, "--shards emulates processes in a single one"
-    return [load(cfg, seed=seed, process_index=i, process_count=shards) for i in range(shards)]
+    return Shards(load(cfg, seed=seed, process_index=i, process_count=shards) for i in range(shards))
 
   def sharded_batches(sources, cfg, *, batch_size, seed, start_step=0):
     streams = [batches(s, cfg, batch_size=batch_size // shards, seed=seed, start_step=start_step) for s in sources]

@@ -10,6 +10,7 @@ from helpers import smoke_config, write_oversized_png
 from PIL import Image
 
 from aigc_jax import data
+from aigc_jax.data import inputs
 from aigc_jax.core.errors import UserError
 
 
@@ -182,7 +183,6 @@ def test_unknown_source():
 
 def test_images_pil_refuses_are_one_line_errors_naming_the_file(tmp_path):
   """Every image reader (data sources, --mode=classify, --mode=repair/enhance) goes through open_image."""
-  from aigc_jax.tasks.image2image import repair
 
   big = write_oversized_png(tmp_path / "big.png")
   assert big.stat().st_size < 200_000
@@ -195,7 +195,7 @@ def test_images_pil_refuses_are_one_line_errors_naming_the_file(tmp_path):
            (tmp_path / "cut.png", r"'.*cut\.png' is not a readable image \(.*\); accepted: PNG, JPG"),
            (tmp_path / "text.png", r"'.*text\.png' is not a readable image \(not in a format PIL knows\)")]
   for path, match in cases:
-    for read in (lambda p: data.read_images(str(p), 1), repair.read_image):
+    for read in (lambda p: data.read_images(str(p), 1), inputs.read_image):
       with pytest.raises(UserError, match=match) as e:
         read(path)
       assert "\n" not in str(e.value)

@@ -159,14 +159,15 @@ def restore_latest(directory, template, config: ml_collections.ConfigDict, *, de
   `incompatible_keys`); no checkpoint is a UserError ending in `missing`, the hint what to do.
   """
   ckpt = Checkpoints(directory, read_only=True)
-  try:
-    step = ckpt.latest_step()
-    if step is None:
-      raise UserError(f"no checkpoint in {ckpt.directory}; {missing}")
-    ckpt.check_compatible(config, defaults)
-    return template.with_arrays(ckpt.restore(step, template.arrays)), step
-  finally:
-    ckpt.close()
+  step = ckpt.latest_step()
+  if step is None:
+    raise UserError(f"no checkpoint in {ckpt.directory}; {missing}")
+  ckpt.check_compatible(config, defaults)
+  # On an unreadable checkpoint the manager is left to the exiting process: closing it would wait on
+  # Orbax's reads still in flight and print their errors after the one-line one.
+  state = template.with_arrays(ckpt.restore(step, template.arrays))
+  ckpt.close()
+  return state, step
 
 
 def saved_config(directory, *, what: str = "a trained network") -> tuple[ml_collections.ConfigDict, int]:

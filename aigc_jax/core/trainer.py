@@ -168,7 +168,7 @@ def opening_line(config, run: Run, num_steps: int, about: str = "") -> str:
   d, m = config.data, config.model
   name = d.name if d.source == "tfds" else (d.path or d.source) if d.source == "files" else d.source
   size = f"{run.source.num_examples} images" if run.source.num_examples else "streamed"
-  what = "resume at step {} of {}".format(run.start_step, num_steps) if run.start_step else f"{num_steps} steps"
+  what = f"resume at step {run.start_step} of {num_steps}" if run.start_step else f"{num_steps} steps"
   return (f"train {config.get('task', 'gan')} ({m.get('name', m.get('arch', 'model'))}) on {name} [{d.split}]: "
           f"{size}, {d.resolution}x{d.resolution}x{d.channels} | {run.dp.num_devices} device(s) "
           f"({jax.default_backend()}), {jax.process_count()} process(es), {run.dp.mode} | {what}, "
@@ -177,8 +177,7 @@ def opening_line(config, run: Run, num_steps: int, about: str = "") -> str:
 
 def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, train_step: Callable,
           step_options: Mapping | None = None, defaults: Mapping = {}, setup: Callable | None = None,
-          check_resume: Callable | None = None, source: data.Source | None = None, stop_after=None,
-          about: str = ""):
+          check_resume: Callable | None = None, stop_after=None, about: str = ""):
   """Trains `config` in `workdir` until config.train.num_steps; returns (host state, result of the task).
 
   build_state(config, bn_axis_name) -> the initial host state (a `core.state.Checkpointed`);
@@ -187,15 +186,14 @@ def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, 
   check_resume(Checkpoints, step): task-specific refusals to resume;
   setup(Run) -> Hooks, called after the restore and before anything is written, so the checks a
   task's hooks need (an evaluator's data and extractor) fail with nothing written.
-  `source`: the training data (default: config.data for this process). `stop_after`: see `run`.
+  `stop_after`: see `run`.
   `about`: a choice the task made for this run, for the opening line (e.g. the convolutions).
   The task validates its config before calling this.
   """
   dp = parallel.DataParallel(config.train.parallel)
   workdir = files.path(workdir)
-  if source is None:
-    source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
-                       process_count=jax.process_count())
+  source = data.load(config.data, seed=config.seed, process_index=jax.process_index(),
+                     process_count=jax.process_count())
   ckpt = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints)
   # Opening existing checkpoints is itself a collective step in Orbax: agree first.
   checkpoint.same_on_all_processes("checkpoint directory exists", ckpt.directory.exists(), ckpt.directory)
@@ -204,7 +202,8 @@ def train(config: ml_collections.ConfigDict, workdir, *, build_state: Callable, 
     check_resume(ckpt, start_step)
   checkpoint.same_on_all_processes("latest step", start_step, ckpt.directory)
   state = build_state(config, parallel.bn_axis_name(dp.mode))
-  if start_step:
+  if start_step:  # a damaged checkpoint raises here; the manager is left to the exiting process, since
+    # closing it would wait on Orbax's reads still in flight and print their errors.
     state = state.with_arrays(ckpt.restore(start_step, state.arrays))
     print(f"resumed from step {start_step} in {ckpt.directory}", flush=True)
   is_main = jax.process_index() == 0

@@ -128,7 +128,7 @@ def main(argv=None):
                                                  down_rows)
             + "\nUpConv forward, ms:\n\n" + report.markdown_table(["layer", *UP_FORMS, "auto", "fastest"], up_rows))
   report.write(args.out, "conv_forms", "CPU convolution forms alone", dict(
-      batch=args.batch, features=args.features, reps=args.reps, downconv=down, upconv_forward=up), tables, argv)
+      batch=args.batch, features=args.features, reps=args.reps, downconv=down, upconv_forward=up), tables, argv=argv)
   print(tables)
 
 

@@ -71,7 +71,7 @@ def main(argv=None):
                          [[f"{r['pixels']} x {r['k']} -> {r['out']}", *r["ms"].values(), r["fastest"], r["cpu_convs"]]
                           for r in rows])
   report.write(args.out, "matmul_orientation", f"im2col kernel-gradient orientation ({threads} threads), ms",
-                dict(threads=threads, reps=args.reps, rows=rows), table, argv)
+                dict(threads=threads, reps=args.reps, rows=rows), table, argv=argv)
   print(table)
 
 

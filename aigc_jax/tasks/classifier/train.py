@@ -64,17 +64,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   classifier_model.create(config.model, config.data.channels)
 
 
-def _check_labels(source: data.Source, config, split_key: str):
-  split = f"config.data.{split_key}='{config.data[split_key]}'"
-  if source.num_classes is None:
-    raise UserError(f"{split} of source '{config.data.source}' has unlabelled images; a classifier needs labels "
-                    "(class subfolders, an .npz 'labels' array, or IDX label files)")
-  if source.num_classes > config.model.num_classes:
-    raise UserError(f"the data has {source.num_classes} classes but config.model.num_classes="
-                    f"{config.model.num_classes}; set --config.model.num_classes={source.num_classes}")
-
-
 def check_labels(source: data.Source, config, split_key: str):
+  """A classifier needs labelled images, of at most config.model.num_classes classes."""
   split = f"config.data.{split_key}='{config.data[split_key]}'"
   if source.num_classes is None:
     raise UserError(f"{split} of source '{config.data.source}' has unlabelled images; a classifier needs labels "

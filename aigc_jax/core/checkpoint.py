@@ -122,10 +122,13 @@ class Checkpoints:
     """Restores the arrays saved at `step` into the structure of `template` (numpy leaves); without a
     template, as the nested dicts they were saved from."""
     target = None if template is None else jax.tree.map(np.asarray, template)
+    hooks = sys.unraisablehook, sys.excepthook
+    _drop_closed_loop_reports()  # before the read: its leftovers may report before the error reaches us
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     except Exception as e:
       raise self._unreadable(step, e) from None
+    sys.unraisablehook, sys.excepthook = hooks
     return jax.tree.map(np.asarray, restored["state"])
 
   def save(self, step: int, host_state, config: ml_collections.ConfigDict, *, force: bool = False) -> bool:
@@ -145,7 +148,6 @@ class Checkpoints:
       self._manager = None
 
   def _unreadable(self, step, e: Exception) -> UserError:
-    _drop_closed_loop_reports()
     reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     return UserError(f"checkpoint step {step} in {self.directory} is unreadable or incomplete ({reason}); "
                      f"move {self.directory / str(step)} away to resume from an earlier step")
@@ -183,22 +185,29 @@ def saved_config(directory, *, what: str = "a trained network") -> tuple[ml_coll
 
 
 def _drop_closed_loop_reports():
-  """Silences the aftermath of a failed read, which the one-line error has already reported.
+  """Silences the aftermath of a failed read, which the one-line error reports.
 
   Orbax reads the arrays concurrently (asyncio.gather) and on the first failure closes its event loop
   without cancelling the other reads. As each of those finishes, TensorStore's done-callback calls
-  loop.call_soon_threadsafe on the closed loop, and Python prints the resulting RuntimeError through
-  sys.unraisablehook: one traceback per read still in flight, after main.py's one-line error. Closing
-  the CheckpointManager does not stop them (the reads belong to the loop, not the manager). From the
-  first failed read on, unraisable 'Event loop is closed' errors are dropped; all others still print.
+  loop.call_soon_threadsafe on the closed loop, and Python prints the resulting RuntimeError, through
+  sys.unraisablehook or sys.excepthook depending on the thread: one traceback per read still in
+  flight, around main.py's one-line error. Closing the CheckpointManager does not stop them (the
+  reads belong to the loop, not the manager). While a restore runs, and after one failed, 'Event
+  loop is closed' RuntimeErrors are dropped from both hooks; everything else still prints.
   """
-  previous = sys.unraisablehook
-  if getattr(previous, "drops_closed_loop", False):
-    return
+  def closed_loop(exc) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
-  def hook(report):
-    if not (isinstance(report.exc_value, RuntimeError) and str(report.exc_value) == "Event loop is closed"):
-      previous(report)
-
-  hook.drops_closed_loop = True
-  sys.unraisablehook = hook
+  unraisable, excepthook = sys.unraisablehook, sys.excepthook
+  if not getattr(unraisable, "drops_closed_loop", False):
+    def unraisable_hook(report):
+      if not closed_loop(report.exc_value):
+        unraisable(report)
+    unraisable_hook.drops_closed_loop = True
+    sys.unraisablehook = unraisable_hook
+  if not getattr(excepthook, "drops_closed_loop", False):
+    def except_hook(exc_type, exc, tb):
+      if not closed_loop(exc):
+        excepthook(exc_type, exc, tb)
+    except_hook.drops_closed_loop = True
+    sys.excepthook = except_hook

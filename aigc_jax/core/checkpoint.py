@@ -154,17 +154,20 @@ class Checkpoints:
 
 
 def restore_latest(directory, template, config: ml_collections.ConfigDict, *, defaults: Mapping = {},
-                   missing: str = "train first with --mode=train"):
+                   missing: str = "train first with --mode=train", check=None):
   """(state, step): the latest checkpoint in `directory` restored into `template`, a task's state.
 
   The one loader of trained states: the saved config must be compatible with `config` (see
   `incompatible_keys`); no checkpoint is a UserError ending in `missing`, the hint what to do.
+  `check(Checkpoints, step)`: a task's further refusals, as trainer.train's check_resume.
   """
   ckpt = Checkpoints(directory, read_only=True)
   step = ckpt.latest_step()
   if step is None:
     raise UserError(f"no checkpoint in {ckpt.directory}; {missing}")
   ckpt.check_compatible(config, defaults)
+  if check is not None:
+    check(ckpt, step)
   # On an unreadable checkpoint the manager is left to the exiting process: closing it would wait on
   # Orbax's reads still in flight and print their errors after the one-line one.
   state = template.with_arrays(ckpt.restore(step, template.arrays))

@@ -1,11 +1,13 @@
 """Image grids and PNG files: the way people look at what a generator makes."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from aigc_jax.core import files
+from aigc_jax.core.errors import UserError
 
 
 def map_batches(fn, images: np.ndarray, batch_size: int):
@@ -53,6 +55,13 @@ def save_png(path, image: np.ndarray, scale: int = 1):
   if scale > 1:
     pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
   files.write_atomic(path, lambda f: pil.save(f, format="PNG"))
+
+
+def results_folder(output, overwrite: bool) -> Path:
+  """The local --output folder for save_results, checked before any work (files.check_output)."""
+  if not output:
+    raise UserError("--output is required: a folder for the results and before/after strips")
+  return Path(files.check_output(output, overwrite, folder=True))
 
 
 def save_results(out, overwrite: bool, results):

@@ -169,7 +169,7 @@ def opening_line(config, run: Run, num_steps: int, about: str = "") -> str:
   name = d.name if d.source == "tfds" else (d.path or d.source) if d.source == "files" else d.source
   size = f"{run.source.num_examples} images" if run.source.num_examples else "streamed"
   what = f"resume at step {run.start_step} of {num_steps}" if run.start_step else f"{num_steps} steps"
-  return (f"train {config.get('task', 'gan')} ({m.get('name', m.get('arch', 'model'))}) on {name} [{d.split}]: "
+  return (f"train {config.get('task', 'gan')} ({m.get('name', 'model')}) on {name} [{d.split}]: "
           f"{size}, {d.resolution}x{d.resolution}x{d.channels} | {run.dp.num_devices} device(s) "
           f"({jax.default_backend()}), {jax.process_count()} process(es), {run.dp.mode} | {what}, "
           f"batch {config.train.batch_size}{f' | {about}' if about else ''} | workdir {run.workdir}")

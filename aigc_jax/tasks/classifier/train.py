@@ -136,15 +136,8 @@ def load_state(config, workdir) -> ClassifierState:
   tx = steps.make_optimizer(config.optim, config.train.num_steps)
   abstract = jax.eval_shape(lambda rng: steps.create_state(rng, model, tx, shape), jax.random.PRNGKey(0))
   template = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
-  directory = files.path(workdir) / "checkpoints"
-  ckpt = checkpoint.Checkpoints(directory, read_only=True)
-  try:
-    step = ckpt.latest_step()
-    if step is not None:
-      check_same_kind(ckpt, step, config)
-  finally:
-    ckpt.close()
   state, _ = checkpoint.restore_latest(
-      directory, template, config, defaults=RESUME_DEFAULTS,
-      missing="train the classifier first (python main.py --config configs/classifier.py:PRESET --workdir ...)")
+      files.path(workdir) / "checkpoints", template, config, defaults=RESUME_DEFAULTS,
+      missing="train the classifier first (python main.py --config configs/classifier.py:PRESET --workdir ...)",
+      check=lambda ckpt, step: check_same_kind(ckpt, step, config))
   return state

@@ -10,7 +10,6 @@ back. Yeh et al. additionally Poisson-blend the fill; this pastes it directly.
 """
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -97,9 +96,7 @@ def inpaint(gen: Generator, damaged, known, *, seed: int = 0, restarts: int = 4,
 
 def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed: int = 0):
   """--mode=repair with a GAN config: fills the holes of every input image by inversion; returns the folder."""
-  if not output:
-    raise UserError("--output is required: a folder for the results and before/after strips")
-  out = Path(files.check_output(output, overwrite, folder=True))  # a local folder of PNGs
+  out = images.results_folder(output, overwrite)
   items = inputs.read_inputs(input_path)
   if mask is None or mask in damage.NOISE_KINDS:
     raise UserError("GAN-inversion inpainting fills holes: pass --mask with one of "

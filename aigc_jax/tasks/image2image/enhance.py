@@ -9,13 +9,12 @@ can show low-res input, bicubic, network and original side by side. Without it t
 the input (nearest-neighbour enlarged), bicubic and the network.
 """
 
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax.core import files, images
+from aigc_jax.core import images
 from aigc_jax.core.errors import UserError
 from aigc_jax.data import damage, inputs
 from aigc_jax.models import srgan
@@ -52,9 +51,7 @@ def run(config, workdir, input_path, output, overwrite: bool = False, degrade: b
   if config.task != "enhance":
     raise UserError(f"--mode=enhance needs a super-resolution config (configs/enhance.py); got task "
                     f"'{config.task}'")
-  if not output:
-    raise UserError("--output is required: a folder for the results and before/after strips")
-  out = Path(files.check_output(output, overwrite, folder=True))  # a local folder of PNGs
+  out = images.results_folder(output, overwrite)
   items = inputs.read_inputs(input_path)
   inputs.check_channels(items, config.data.channels, workdir)
   scale = config.model.scale

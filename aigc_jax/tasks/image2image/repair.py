@@ -10,11 +10,10 @@ it is. With a GAN config (configs/dcgan.py) the holes are filled by GAN inversio
 Everything is read and checked before OUT is created; an existing OUT needs --overwrite.
 """
 
-from pathlib import Path
 
 import jax.numpy as jnp
 
-from aigc_jax.core import files, images
+from aigc_jax.core import images
 from aigc_jax.core.errors import UserError
 from aigc_jax.data import damage, inputs
 from aigc_jax.tasks.image2image import steps, train
@@ -25,7 +24,7 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
   if config.task != "repair":
     raise UserError(f"--mode=repair needs a repair config (configs/repair.py) or a GAN config; got task "
                     f"'{config.task}'")
-  out = Path(files.check_output(required(output), overwrite, folder=True))  # a local folder of PNGs
+  out = images.results_folder(output, overwrite)
   items = inputs.read_inputs(input_path)
   kinds = damage.parse_kinds(config.damage.kinds)
   holes = any(k in damage.MASK_KINDS for k in kinds)
@@ -41,9 +40,3 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
   repaired = [steps.apply_generator(state, jnp.concatenate([d, m], -1))[0] for d, m, _ in prepared]
   images.save_results(out, overwrite, inputs.strips(items, prepared, repaired))
   return out
-
-
-def required(output):
-  if not output:
-    raise UserError("--output is required: a folder for the results and before/after strips")
-  return output

@@ -1,5 +1,5 @@
 """The core runs where TensorFlow and TFDS are not installed (a bare GPU or TPU image): main.py trains,
-samples, evaluates and repairs the digits end to end in a process that cannot import them, and a TFDS
+samples, evaluates, repairs and enhances the digits end to end in a process that cannot import them, and a TFDS
 config there is a one-line error saying what to install."""
 
 import os
@@ -35,7 +35,7 @@ def test_the_blocker_blocks():
     assert r.returncode == 1 and "ModuleNotFoundError" in r.stderr
 
 
-def test_digits_train_sample_eval_repair_without_tensorflow(tmp_path):
+def test_digits_train_sample_eval_repair_enhance_without_tensorflow(tmp_path):
   clf, gan, rep = tmp_path / "clf", tmp_path / "gan", tmp_path / "repair"
   ok(run_without_tf("--config", f"{ROOT}/configs/classifier.py:smoke", "--workdir", str(clf)))
   r = ok(run_without_tf("--config", SMOKE, "--workdir", str(gan)))
@@ -58,6 +58,12 @@ def test_digits_train_sample_eval_repair_without_tensorflow(tmp_path):
   ok(run_without_tf("--mode=repair", "--config", f"{ROOT}/configs/repair.py:smoke", "--workdir", str(rep),
                     "--input", str(tmp_path / "digit.png"), "--mask", "center", "--output", str(tmp_path / "fixed")))
   assert list((tmp_path / "fixed").glob("*.png"))
+
+  enh = f"{ROOT}/configs/enhance.py:smoke"
+  ok(run_without_tf("--config", enh, "--workdir", str(tmp_path / "enhance")))
+  ok(run_without_tf("--mode=enhance", "--config", enh, "--workdir", str(tmp_path / "enhance"), "--input",
+                    str(tmp_path / "digit.png"), "--output", str(tmp_path / "sharp")))
+  assert list((tmp_path / "sharp").glob("*.png"))
 
 
 @pytest.mark.parametrize("preset", ["configs/dcgan.py:cifar10", "configs/sngan.py:cifar10_cond"])

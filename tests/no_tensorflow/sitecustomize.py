@@ -1,11 +1,13 @@
-"""Put on PYTHONPATH, makes this interpreter (and any it re-executes) behave as if TensorFlow and
-TensorFlow Datasets were not installed: no finder finds them, so importing them raises
-ModuleNotFoundError and importlib.util.find_spec returns None, as on a machine without them."""
+"""Put on PYTHONPATH, makes this interpreter (and any it re-executes or starts with this environment)
+behave as if TensorFlow and TensorFlow Datasets were not installed: no finder finds them, so
+importing them raises ModuleNotFoundError and importlib.util.find_spec returns None, as on a machine
+without them. AIGC_ALSO_MISSING=a,b hides more top-level packages (the GPU image also lacks sklearn)."""
 
 import importlib.abc
+import os
 import sys
 
-BLOCKED = ("tensorflow", "tensorflow_datasets")
+BLOCKED = ("tensorflow", "tensorflow_datasets", *filter(None, os.environ.get("AIGC_ALSO_MISSING", "").split(",")))
 
 
 class _Hiding(importlib.abc.MetaPathFinder):

@@ -121,6 +121,17 @@ def test_pad_under_tfds_mock_data():
   assert (b["image"][:, :2] == -1).all() and (b["image"][:, 30:] == -1).all()
 
 
+@pytest.mark.parametrize("overrides, match", [
+    ({"data.pad": True, "data.resolution": 16}, r"pads images up to 16x16, but TFDS 'mnist' has 28x28 images"),
+    ({"data.resize": False}, r"TFDS 'mnist' images are 28x28 \(None: varies\) but the model needs 32x32"),
+])
+def test_tfds_images_that_do_not_fit_are_refused_before_decoding(overrides, match):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  cfg = smoke_config(**{"data.source": "tfds", "data.name": "mnist", "data.channels": 1, **overrides}).data
+  with tfds.testing.mock_data(num_examples=16), pytest.raises(UserError, match=match):
+    data.load(cfg, seed=0)
+
+
 def _events(logdir):
   from tensorboard.backend.event_processing import event_accumulator
 

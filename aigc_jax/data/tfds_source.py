@@ -48,6 +48,7 @@ def open_split(cfg, split, seed, process_index, process_count):
     raise UserError(f"TFDS dataset '{cfg.name}' has no split '{name}'; available: {sorted(builder.info.splits)}")
   if "image" not in builder.info.features:
     raise UserError(f"TFDS dataset '{cfg.name}' has no 'image' feature; features: {list(builder.info.features)}")
+  _check_fits(cfg, builder.info.features["image"].shape)
   fraction = cfg.get("fraction", 1.0)
   if fraction < 1.0:  # TFDS reads a percentage slice: the first examples of the split, the same on every run.
     if "[" in split:
@@ -64,6 +65,18 @@ def open_split(cfg, split, seed, process_index, process_count):
   num_classes = builder.info.features["label"].num_classes if has_label else None
   num_examples = known_splits[split].num_examples if known_splits else None
   return ds, num_examples, num_classes
+
+
+def _check_fits(cfg, shape):
+  """The dataset's image shape (None where it varies) against data.pad / data.resize, before any decoding."""
+  height, width = (shape[0], shape[1]) if shape and len(shape) >= 2 else (None, None)
+  res = cfg.resolution
+  if cfg.get("pad", False) and any(s is not None and s > res for s in (height, width)):
+    raise UserError(f"config.data.pad=True pads images up to {res}x{res}, but TFDS '{cfg.name}' has {height}x{width} "
+                    "images; set --config.data.pad=False to resize them")
+  if not cfg.get("pad", False) and not cfg.resize and (height, width) != (res, res):
+    raise UserError(f"TFDS '{cfg.name}' images are {height}x{width} (None: varies) but the model needs {res}x{res}; "
+                    "set --config.data.resize=True, --config.data.pad=True or --config.data.resolution")
 
 
 def batches(stream, num_examples, data_config, *, batch_size: int, seed: int, start_step: int = 0):

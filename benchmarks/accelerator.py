@@ -130,8 +130,8 @@ def jax_side(config, batch_size):
   step = dp.step(counted, loss=config.train.loss)
   holder = {"state": dp.put_state(train.build_state(config))}
   batch = synthetic_batch(dp, config, batch_size)
-  flops = step.lower(holder["state"], batch).cost_analysis() or {}
-  flops = float((flops[0] if isinstance(flops, (list, tuple)) else flops).get("flops", 0.0))
+  lowered = step.lower(holder["state"], batch)
+  flops = _flops(lowered.cost_analysis()) or _flops(lowered.compile().cost_analysis())  # HLO's, else the backend's
 
   def run(n):
     t0 = time.perf_counter()
@@ -143,6 +143,11 @@ def jax_side(config, batch_size):
   run(3)
   traced = len(traces)
   return run, compile_s, traced, flops
+
+
+def _flops(cost) -> float:
+  cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+  return float((cost or {}).get("flops", 0.0))
 
 
 def time_steps(args, clock):

@@ -40,8 +40,10 @@ def base(task: str):
   config.damage.amount = 0.1  # salt-and-pepper fraction
   for key in ("loss", "num_sample_images"):
     del config.train[key]
-  config.train.l1_weight = 1.0
-  config.train.adv_weight = 0.01
+  config.train.l1_weight = 1.0  # weight of the pixel loss below (named when it was always L1)
+  config.train.pixel_loss = "l1"  # l1 (per-pixel median: sharper) | l2 (mean: what PSNR rewards) | l1+l2
+  config.train.pixel_region = "image"  # image (mean over all pixels) | holes (over each image's pixels to fix)
+  config.train.adv_weight = 0.01  # PatchGAN loss weight; 0: no discriminator (reconstruction only)
   config.train.feature_weight = 0.0  # > 0: add this x the classifier feature loss (aigc_jax/feature_loss.py)
   config.train.feature_workdir = ""  # the configs/classifier.py workdir that loss uses
   config.train.batch_size = 32

@@ -100,3 +100,14 @@ def test_baselines_only_run_writes_results_and_table(tmp_path):
                                                                      "--num_images 8")
   assert sum(line.startswith("| super-resolution | ") for line in md.splitlines()) == 2
   assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_x2.png", "examples_sr_x4.png"]
+
+
+def test_rows_name_how_a_network_was_trained():
+  from configs import repair
+
+  config = repair.get_config("mnist")
+  assert applications.training_label(config) == f"{config.train.pixel_loss} loss"
+  config.train.pixel_loss, config.train.adv_weight = "l1", 0.01
+  assert applications.training_label(config) == "l1 loss + GAN"
+  del config.train["pixel_loss"], config.train["adv_weight"]  # a config saved before the keys existed
+  assert applications.training_label(config) == "l1 loss + GAN"

@@ -167,9 +167,16 @@ def network(workdir):
   from aigc_jax.tasks.image2image import steps as i2i_steps
   from aigc_jax.tasks.image2image import train as i2i_train
 
-  _, state = i2i_train.load_state(workdir)
+  config, state = i2i_train.load_state(workdir)
   print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)
-  return state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in))
+  return state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in)), training_label(config)
+
+
+def training_label(config) -> str:
+  """How a network was trained, for its rows: 'l2 loss' or 'l1 loss + GAN' (configs saved before
+  train.pixel_loss existed trained with L1)."""
+  t = config.train
+  return f"{t.get('pixel_loss', 'l1')} loss" + (" + GAN" if t.get("adv_weight", 0.01) > 0 else "")
 
 
 def parse_networks(text):

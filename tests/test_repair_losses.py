@@ -86,3 +86,4 @@ def test_bad_loss_settings_are_one_line_user_errors(key, value, match):
   with pytest.raises(UserError, match=match) as e:
     i2i_train.validate(config, 1)
   assert "\n" not in str(e.value)
+

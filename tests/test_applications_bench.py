@@ -111,3 +111,10 @@ def test_rows_name_how_a_network_was_trained():
   assert applications.training_label(config) == "l1 loss + GAN"
   del config.train["pixel_loss"], config.train["adv_weight"]  # a config saved before the keys existed
   assert applications.training_label(config) == "l1 loss + GAN"
+
+
+def test_denoisers_are_tuned_on_the_original_ten_training_photos():
+  """Growing TRAIN must not move the classical baselines: their strengths are tuned on TUNE."""
+  assert photo_crops.TUNE == ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                              "immunohistochemistry", "retina", "grass", "gravel", "brick")
+  assert set(photo_crops.TUNE) <= set(photo_crops.TRAIN) and not set(photo_crops.TUNE) & set(photo_crops.TEST)

@@ -310,7 +310,7 @@ def run(argv=None):
     save()
     den = network(workdir("denoise_photos")) if "denoise_photos" in configs else None
     photos = [to_unit(photo_crops.grey(name))[None, ..., None] for name in photo_crops.TEST]
-    tune = [to_unit(photo_crops.crops(photo_crops.TRAIN, 2, 96, seed=args.seed + 2))]
+    tune = [to_unit(photo_crops.crops(photo_crops.TUNE, 2, 96, seed=args.seed + 2))]
     denoising(add, photos, None, acc, den, tune, out_dir, "photos_", args.seed * 100 + 60,
               dataset=f"skimage photos {photo_names}")
     save()

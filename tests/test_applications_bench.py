@@ -71,7 +71,15 @@ def test_photo_crops_are_deterministic_and_train_and_test_photos_disjoint(tmp_pa
   assert a.shape == (12, 32, 32, 1) and a.dtype == np.uint8
   np.testing.assert_array_equal(a, photo_crops.crops(photo_crops.TEST, 3, 32, seed=1))
   assert photo_crops.write(tmp_path / "c.npz", size=16, per_photo=2) == 2 * len(photo_crops.TRAIN)
-  assert np.load(tmp_path / "c.npz")["images"].shape == (20, 16, 16, 1)
+  assert np.load(tmp_path / "c.npz")["images"].shape == (2 * len(photo_crops.TRAIN), 16, 16, 1)
+
+
+def test_augmented_crops_are_flips_and_turns_of_the_same_crops():
+  plain = photo_crops.crops(photo_crops.TRAIN[:2], 8, 16, seed=3)
+  aug = photo_crops.crops(photo_crops.TRAIN[:2], 8, 16, seed=3, augment=True)
+  for p, a in zip(plain[..., 0], aug[..., 0]):
+    assert any(np.array_equal(np.rot90(f, t), a) for f in (p, p[:, ::-1]) for t in range(4))
+  assert not np.array_equal(plain, aug)
 
 
 @pytest.mark.skipif(not SHARED_MNIST.exists(), reason="shared MNIST not present")
@@ -92,3 +100,21 @@ def test_baselines_only_run_writes_results_and_table(tmp_path):
                                                                      "--num_images 8")
   assert sum(line.startswith("| super-resolution | ") for line in md.splitlines()) == 2
   assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_x2.png", "examples_sr_x4.png"]
+
+
+def test_rows_name_how_a_network_was_trained():
+  from configs import repair
+
+  config = repair.get_config("mnist")
+  assert applications.training_label(config) == f"{config.train.pixel_loss} loss"
+  config.train.pixel_loss, config.train.adv_weight = "l1", 0.01
+  assert applications.training_label(config) == "l1 loss + GAN"
+  del config.train["pixel_loss"], config.train["adv_weight"]  # a config saved before the keys existed
+  assert applications.training_label(config) == "l1 loss + GAN"
+
+
+def test_denoisers_are_tuned_on_the_original_ten_training_photos():
+  """Growing TRAIN must not move the classical baselines: their strengths are tuned on TUNE."""
+  assert photo_crops.TUNE == ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                              "immunohistochemistry", "retina", "grass", "gravel", "brick")
+  assert set(photo_crops.TUNE) <= set(photo_crops.TRAIN) and not set(photo_crops.TUNE) & set(photo_crops.TEST)

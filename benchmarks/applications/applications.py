@@ -18,8 +18,8 @@ baselines always run); the step flags size them.
   sr4_feature     mnist_x4 + train.feature_weight (classifier feature loss)
   gan             configs/dcgan.py:files on MNIST [:8000]      GAN inversion inpainting (inpaint.py)
   repair_photos, denoise_photos, sr2_photos
-                  configs/repair.py:files, enhance.py:files_x2 on 32x32 grey crops of 10 scikit-image
-                  photographs (photo_crops.py TRAIN), measured on 4 others (TEST)
+                  configs/repair.py:files, enhance.py:files_x2 on 32x32 grey crops of 14 scikit-image
+                  photographs, flipped and turned (photo_crops.py TRAIN), measured on 4 others (TEST)
 
 Measures, on MNIST images [8000:] (the networks train on [:8000]) and the held-out photographs:
   inpainting     U-Net repair network, GAN inversion, skimage inpaint_biharmonic, mean fill;
@@ -167,9 +167,16 @@ def network(workdir):
   from aigc_jax.tasks.image2image import steps as i2i_steps
   from aigc_jax.tasks.image2image import train as i2i_train
 
-  _, state = i2i_train.load_state(workdir)
+  config, state = i2i_train.load_state(workdir)
   print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)
-  return state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in))
+  return state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in)), training_label(config)
+
+
+def training_label(config) -> str:
+  """How a network was trained, for its rows: 'l2 loss' or 'l1 loss + GAN' (configs saved before
+  train.pixel_loss existed trained with L1)."""
+  t = config.train
+  return f"{t.get('pixel_loss', 'l1')} loss" + (" + GAN" if t.get("adv_weight", 0.01) > 0 else "")
 
 
 def parse_networks(text):
@@ -303,7 +310,7 @@ def run(argv=None):
     save()
     den = network(workdir("denoise_photos")) if "denoise_photos" in configs else None
     photos = [to_unit(photo_crops.grey(name))[None, ..., None] for name in photo_crops.TEST]
-    tune = [to_unit(photo_crops.crops(photo_crops.TRAIN, 2, 96, seed=args.seed + 2))]
+    tune = [to_unit(photo_crops.crops(photo_crops.TUNE, 2, 96, seed=args.seed + 2))]
     denoising(add, photos, None, acc, den, tune, out_dir, "photos_", args.seed * 100 + 60,
               dataset=f"skimage photos {photo_names}")
     save()

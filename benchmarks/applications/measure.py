@@ -2,7 +2,8 @@
 beside the networks given, the scores and example strips, and the markdown table of the rows.
 
 Images are float arrays [N, H, W, 1] in [-1, 1]; `add(task, damage, method, n, scores, accuracy,
-seconds, dataset=...)` receives each row; a network is (state, function of the generator input).
+seconds, dataset=...)` receives each row; a network is (state, function of the generator input, how it
+was trained: 'l2 loss', 'l1 loss + GAN').
 """
 
 import time
@@ -71,7 +72,7 @@ def inpainting(add, x, labels, acc, rep, gan, args, out_dir, tag, seed, *, datas
     results["skimage inpaint_biharmonic"] = (np.clip(bih, 0, 1)[..., None] * 2 - 1, time.time() - t)
     if rep is not None:
       t = time.time()
-      results[f"U-Net repair GAN (ours, {int(rep[0].step)} steps)"] = (
+      results[f"U-Net repair (ours, {rep[2]}, {int(rep[0].step)} steps)"] = (
           batched(rep[1], np.concatenate([damaged, known], -1)), time.time() - t)
     if gan is not None:
       from aigc_jax.tasks.gan import inpaint
@@ -117,7 +118,7 @@ def denoising(add, clean_list, labels, acc, den, tune_clean, out_dir, tag, seed,
       results[method] = ([per_image(fn, n) for n in noisy], time.time() - t)
     if den is not None:
       t = time.time()
-      results[f"U-Net denoise GAN (ours, {int(den[0].step)} steps)"] = (
+      results[f"U-Net denoise (ours, {den[2]}, {int(den[0].step)} steps)"] = (
           [batched(den[1], np.concatenate([n, np.zeros_like(n[..., :1])], -1)) for n in noisy], time.time() - t)
     n_images = sum(len(c) for c in clean_list)
     for method, (res, sec) in results.items():
@@ -144,10 +145,10 @@ def super_resolution(add, x, labels, acc, nets, out_dir):
     t = time.time()
     bic = np.stack([resize((im[..., 0] + 1) / 2, x.shape[1:3], order=3) for im in low])
     results["bicubic (skimage resize, order 3)"] = (np.clip(bic, 0, 1)[..., None] * 2 - 1, time.time() - t)
-    for s, label, (state, fn) in nets:
+    for s, label, (state, fn, how) in nets:
       if s == scale:
         t = time.time()
-        results[f"SRGAN-style network{label} (ours, {int(state.step)} steps)"] = (batched(fn, low), time.time() - t)
+        results[f"SRGAN-style network{label} (ours, {how}, {int(state.step)} steps)"] = (batched(fn, low), time.time() - t)
     for method, (res, sec) in results.items():
       add("super-resolution", f"x{scale} area downscale", method, len(x), scores(res, x, border=scale),
           acc(res, labels), sec)
@@ -161,9 +162,9 @@ def photo_super_resolution(add, net, out_dir, dataset):
 
   from aigc_jax.tasks.image2image import enhance
 
-  state, fn = net
+  state, fn, how = net
   scale = state.scale
-  ours = f"SRGAN-style network (ours, {int(state.step)} steps), tiled"
+  ours = f"SRGAN-style network (ours, {how}, {int(state.step)} steps), tiled"
   per = {"bicubic (skimage resize, order 3)": [], ours: []}
   sec = {k: 0.0 for k in per}
   shown = []

@@ -2,8 +2,14 @@
 
 The step damages its batch (holes or noise for repair, area downscaling for enhancement) from
 `fold_in(rng, step)`, so the damage never repeats, costs no input-pipeline work and is reproduced
-exactly on resume. The generator is trained with a pixel (L1) loss plus a small adversarial loss
-from a conditional PatchGAN (pix2pix, SRGAN), optionally plus a classifier feature loss.
+exactly on resume. The generator is trained with a pixel loss (`pixel_loss`: L1, L2 or their sum;
+`pixel_region`: averaged over the whole image or over the pixels the repair has to fix) plus an
+optional adversarial loss from a conditional PatchGAN (pix2pix, SRGAN; with `adv_weight` 0 the
+discriminator is not updated at all), optionally plus a classifier feature loss.
+
+L1 makes the network predict the per-pixel median of what could be in a hole, L2 the mean; PSNR is
+a mean squared error, so L2 is what a PSNR-oriented repair wants (on MNIST's centre box the median
+of an uncertain pixel is black background, the mean a grey stroke estimate).
 """
 
 from typing import Any
@@ -65,12 +71,35 @@ def restore(state: I2IState, g_params, g_in):
   return out
 
 
+PIXEL_LOSSES = ("l1", "l2", "l1+l2")
+PIXEL_REGIONS = ("image", "holes")
+
+
+def pixel_loss(out, clean, known, kind: str = "l1", region: str = "image"):
+  """The generator's reconstruction loss, a scalar.
+
+  kind: l1 (mean |e|), l2 (mean e^2) or l1+l2 (their sum); region: `image` averages over every pixel
+  (known pixels, pasted back, add 0), `holes` over each image's pixels to fix (1 - known; noise and
+  super-resolution have known = 0, so there the two are the same), then over the batch, so a small
+  hole weighs as much as a large one.
+  """
+  err = out - clean
+  per_pixel = {"l1": jnp.abs(err), "l2": err * err, "l1+l2": jnp.abs(err) + err * err}[kind]
+  if region == "image":
+    return jnp.mean(per_pixel)
+  fix = jnp.broadcast_to(1.0 - known, per_pixel.shape)
+  return jnp.mean(jnp.sum(per_pixel * fix, (1, 2, 3)) / jnp.maximum(jnp.sum(fix, (1, 2, 3)), 1.0))
+
+
 def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: float = 0.01,
-               feature_weight: float = 0.0, axis_name=None):
+               feature_weight: float = 0.0, pixel_loss_kind: str = "l1", pixel_region: str = "image",
+               axis_name=None):
   """One discriminator update on (condition, clean) vs (condition, repaired), then one generator update.
 
-  With `feature_weight` > 0 the generator loss adds that times the classifier feature loss
-  against the clean images (`state.features`, frozen).
+  The generator loss is `l1_weight` x `pixel_loss` (of `pixel_loss_kind` over `pixel_region`) +
+  `adv_weight` x the adversarial loss; with `adv_weight` 0 the discriminator is neither updated nor
+  evaluated (its parameters stay as they are). With `feature_weight` > 0 it adds that times the
+  classifier feature loss against the clean images (`state.features`, frozen).
   """
   if feature_weight and state.features is None:
     raise ValueError(f"feature_weight={feature_weight} needs state.features, the frozen classifier "
@@ -79,6 +108,7 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
   rng = jax.random.fold_in(state.rng, state.step)
   g_in, cond, known = degrade(state, rng, clean, axis_name)
   d = state.discriminator
+  use_d = bool(adv_weight)
   fake = jax.lax.stop_gradient(restore(state, state.g_params, g_in))
 
   def d_loss_fn(d_params):
@@ -86,22 +116,29 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
     fake_logits = d.apply({"params": d_params}, jnp.concatenate([cond, fake], -1))
     return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
 
-  d_loss, d_grads = jax.value_and_grad(d_loss_fn)(state.d_params)
-  d_grads = parallel.mean(d_grads, axis_name)
-  upd, d_opt = state.d_tx.update(d_grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, upd)
+  if use_d:
+    d_loss, d_grads = jax.value_and_grad(d_loss_fn)(state.d_params)
+    d_grads = parallel.mean(d_grads, axis_name)
+    upd, d_opt = state.d_tx.update(d_grads, state.d_opt, state.d_params)
+    d_params = optax.apply_updates(state.d_params, upd)
+  else:  # a pure reconstruction run: the PatchGAN would cost half the step and change nothing
+    d_loss, d_opt, d_params = jnp.zeros(()), state.d_opt, state.d_params
 
   def g_loss_fn(g_params):
     out = restore(state, g_params, g_in)
     l1 = jnp.mean(jnp.abs(out - clean))
-    adv = jnp.mean(jax.nn.softplus(-d.apply({"params": d_params}, jnp.concatenate([cond, out], -1))))
+    pix = pixel_loss(out, clean, known, pixel_loss_kind, pixel_region)
+    if use_d:
+      adv = jnp.mean(jax.nn.softplus(-d.apply({"params": d_params}, jnp.concatenate([cond, out], -1))))
+    else:
+      adv = jnp.zeros(())
     feat = feature_loss.feature_loss(state.features, out, clean) if feature_weight else jnp.zeros(())
-    return l1_weight * l1 + adv_weight * adv + feature_weight * feat, (l1, adv, feat, out)
+    return l1_weight * pix + adv_weight * adv + feature_weight * feat, (l1, pix, adv, feat, out)
 
-  (g_loss, (l1, adv, feat, out)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
+  (g_loss, (l1, pix, adv, feat, out)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.g_params)
   g_grads = parallel.mean(g_grads, axis_name)
   upd, g_opt = state.g_tx.update(g_grads, state.g_opt, state.g_params)
-  metrics = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "g_adv": adv,
+  metrics = {"d_loss": d_loss, "g_loss": g_loss, "l1": l1, "pixel": pix, "g_adv": adv,
              "psnr": jnp.mean(image_quality.psnr(out, clean))}
   if feature_weight:
     metrics["feature"] = feat

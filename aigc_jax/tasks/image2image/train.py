@@ -39,6 +39,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   if t.get("feature_weight", 0.0) > 0 and not t.get("feature_workdir"):
     raise UserError("config.train.feature_weight > 0 needs config.train.feature_workdir, the workdir of a "
                     "classifier trained with configs/classifier.py")
+  if t.get("pixel_loss", "l1") not in steps.PIXEL_LOSSES:
+    raise UserError(f"config.train.pixel_loss='{t.pixel_loss}' is not one of {steps.PIXEL_LOSSES}")
+  if t.get("pixel_region", "image") not in steps.PIXEL_REGIONS:
+    raise UserError(f"config.train.pixel_region='{t.pixel_region}' is not one of {steps.PIXEL_REGIONS}")
+  if t.adv_weight < 0:
+    raise UserError(f"config.train.adv_weight={t.adv_weight} must be 0 (no discriminator) or positive")
   if config.task == "repair":
     damage.parse_kinds(config.damage.kinds)
   else:
@@ -157,7 +163,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   _, result = trainer.train(config, workdir, build_state=make_state, train_step=steps.train_step,
                             step_options=dict(l1_weight=t.l1_weight, adv_weight=t.adv_weight,
-                                              feature_weight=feature_weight),
+                                              feature_weight=feature_weight,
+                                              pixel_loss_kind=t.get("pixel_loss", "l1"),
+                                              pixel_region=t.get("pixel_region", "image")),
                             defaults=RESUME_DEFAULTS, setup=setup)
   return result
 

@@ -6,6 +6,11 @@ under `jax.jit` with a sharded batch, where XLA already sees the global batch. T
 convolutions are made by the `conv` / `conv_transpose` fields (as in flax's ResNet example):
 `nn.Conv` / `nn.ConvTranspose` by default, or any module with their fields and parameters, such as
 the XLA:CPU forms that `aigc_jax.models.create` passes on the CPU backend (`cpu_convs.py`).
+
+Class-conditional form (`num_classes` > 0): G's BatchNorms become conditional BatchNorms (a per-class
+scale and offset, conditioning.py), and D adds a projection term <embed(y), h> on its last feature
+map (`cond_mode='projection'`, Miyato & Koyama 2018) or returns class logits from it ('acgan').
+With num_classes=0 the networks and their parameter names are the unconditional DCGAN's.
 """
 
 import functools
@@ -14,6 +19,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from aigc_jax.models.conditioning import ConditionalBatchNorm, ProjectionHead
 
 ModuleDef = Any
 
@@ -41,13 +48,19 @@ class Generator(nn.Module):
   bn_axis_name: str | None = None
   conv_transpose: ModuleDef = nn.ConvTranspose
   dtype: Any = jnp.float32
+  num_classes: int = 0  # > 0: conditional BatchNorm on `labels`
 
   @nn.compact
-  def __call__(self, z, train: bool = True):
+  def __call__(self, z, labels=None, train: bool = True):
     n = _num_doublings(self.resolution)
     width = self.features * 2 ** (n - 1)
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
-                                     scale_init=_bn_scale_init, dtype=self.dtype, name=name)
+
+    def norm(name):
+      if self.num_classes:
+        cbn = ConditionalBatchNorm(self.num_classes, self.bn_axis_name, dtype=self.dtype, name=f"c{name}")
+        return lambda x: cbn(x, labels, train)
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name,
+                          scale_init=_bn_scale_init, dtype=self.dtype, name=name)
     up = functools.partial(self.conv_transpose, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=False,
                            kernel_init=dcgan_init, dtype=self.dtype)
     x = nn.Dense(4 * 4 * width, use_bias=False, kernel_init=dcgan_init, dtype=self.dtype, name="project")(z)
@@ -62,7 +75,13 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-  """Image -> stride-2 convolutions down to 4x4 -> one real/fake logit per image."""
+  """Image -> stride-2 convolutions down to 4x4 -> one real/fake logit per image.
+
+  Conditional (`num_classes` > 0): 'projection' adds <embed(y), h> on the flattened 4x4 features h,
+  the embedding initialised like the logit layer (N(0, 0.02)) so that the class term starts as
+  small as the unconditional one; 'acgan' also returns class logits [N, num_classes]. Without
+  `labels` (the feature probe) the projection term is left out.
+  """
 
   resolution: int = 32
   channels: int = 3
@@ -70,9 +89,11 @@ class Discriminator(nn.Module):
   bn_axis_name: str | None = None
   conv: ModuleDef = nn.Conv
   dtype: Any = jnp.float32
+  num_classes: int = 0
+  cond_mode: str = "none"  # none | projection | acgan
 
   @nn.compact
-  def __call__(self, x, train: bool = True, return_features: bool = False):
+  def __call__(self, x, labels=None, train: bool = True, return_features: bool = False):
     n = _num_doublings(self.resolution)
     down = functools.partial(self.conv, kernel_size=(4, 4), strides=(2, 2), padding="SAME", use_bias=False,
                              kernel_init=dcgan_init, dtype=self.dtype)
@@ -85,6 +106,13 @@ class Discriminator(nn.Module):
                          scale_init=_bn_scale_init, dtype=self.dtype, name=f"bn{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       features.append(x)
-    logits = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit")(x.reshape(x.shape[0], -1))
-    logits = logits[:, 0].astype(jnp.float32)
+    h = x.reshape(x.shape[0], -1)
+    logits = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype, name="logit")(h)[:, 0]
+    if self.cond_mode == "projection" and labels is not None:
+      logits = logits + ProjectionHead(self.num_classes, False, self.dtype, embedding_init=dcgan_init,
+                                       name="projection")(h, labels, train)
+    logits = logits.astype(jnp.float32)
+    if self.cond_mode == "acgan":
+      class_logits = nn.Dense(self.num_classes, kernel_init=dcgan_init, dtype=self.dtype, name="classes")(h)
+      logits = (logits, class_logits.astype(jnp.float32))
     return (logits, features) if return_features else logits

@@ -19,8 +19,8 @@ def _run(signs, **kw):
 
 
 def test_p_moves_by_the_sign_of_the_interval_mean_minus_target():
-  # Interval 4, batch 64, kimg 0.256: each adjustment is 64 * 4 / 256 = 1.0 ... too big; kimg 2.56 -> 0.1.
-  kw = dict(target=0.6, interval=4, kimg=2.56)
+  # Interval 4, batch 64, kimg 2.56: each adjustment is 64 * 4 / 2560 = 0.1.
+  kw = {"target": 0.6, "interval": 4, "kimg": 2.56}
   _, ps = _run([1.0, 1.0, 0.0, 1.0] * 3, **kw)  # interval means 0.75 > 0.6: p rises at every 4th step
   np.testing.assert_allclose(ps, [0, 0, 0, 0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.3], atol=1e-6)
   state, ps = _run([1.0, 1.0, 0.0, 1.0] * 2 + [0.5] * 8, **kw)  # then 0.5 < 0.6: back down, clamped at 0

@@ -19,6 +19,7 @@ def get_config():
   # Beyond DCGAN (configs/sngan.py): dcgan | sngan (ResNet, spectral norm) | biggan (sngan + BigGAN options).
   config.model.cond_mode = "none"  # none | projection | acgan (sngan/biggan; G gets conditional BatchNorm)
   config.model.num_classes = 10  # used when cond_mode is not none
+  config.model.class_embed_dim = 0  # dcgan, conditional: class embedding of this size concatenated to z
   config.model.spectral_norm = True  # sngan/biggan discriminator layers
   config.model.attention_res = 0  # sngan/biggan: self-attention at this resolution (0: none)
   config.model.shared_dim = 128  # biggan: shared class embedding size

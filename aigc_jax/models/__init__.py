@@ -46,7 +46,7 @@ def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=Non
     convs = cpu_convs.select(conv_impl, jax.default_backend(), cpu_convs.xla_cpu_threads())
     g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
                         bn_axis_name=bn_axis_name, conv_transpose=convs.conv_transpose, dtype=dtype,
-                        num_classes=classes)
+                        num_classes=classes, embed_dim=model_config.get("class_embed_dim", 0))
     d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
                             bn_axis_name=bn_axis_name, conv=convs.conv, dtype=dtype, num_classes=classes,
                             cond_mode=cond_mode)

@@ -8,7 +8,9 @@ convolutions are made by the `conv` / `conv_transpose` fields (as in flax's ResN
 the XLA:CPU forms that `aigc_jax.models.create` passes on the CPU backend (`cpu_convs.py`).
 
 Class-conditional form (`num_classes` > 0): G's BatchNorms become conditional BatchNorms (a per-class
-scale and offset, conditioning.py), and D adds a projection term <embed(y), h> on its last feature
+scale and offset, conditioning.py); with `embed_dim` > 0 a learned class embedding of that size
+(unit-norm vectors at init, like a one-hot label) is also concatenated to z (the input
+conditioning of Mirza & Osindero 2014). D adds a projection term <embed(y), h> on its last feature
 map (`cond_mode='projection'`, Miyato & Koyama 2018) or returns class logits from it ('acgan').
 With num_classes=0 the networks and their parameter names are the unconditional DCGAN's.
 """
@@ -49,11 +51,18 @@ class Generator(nn.Module):
   conv_transpose: ModuleDef = nn.ConvTranspose
   dtype: Any = jnp.float32
   num_classes: int = 0  # > 0: conditional BatchNorm on `labels`
+  embed_dim: int = 0  # > 0 (conditional): a class embedding of this size concatenated to z
 
   @nn.compact
   def __call__(self, z, labels=None, train: bool = True):
     n = _num_doublings(self.resolution)
     width = self.features * 2 ** (n - 1)
+    if self.num_classes and self.embed_dim:
+      # Unit-norm class vectors, as a one-hot label would be, next to z's norm of about sqrt(z_dim):
+      # the projection turns them into a class layout at 4x4 that training can grow.
+      embed = nn.Embed(self.num_classes, self.embed_dim,
+                       embedding_init=nn.initializers.normal(self.embed_dim ** -0.5), name="class_embed")(labels)
+      z = jnp.concatenate([z, embed.astype(z.dtype)], axis=-1)
 
     def norm(name):
       if self.num_classes:

@@ -23,6 +23,7 @@ from aigc_jax.tasks.gan import ada as ada_lib
 RESUME_DEFAULTS = {
     "seed": 0, "data.channels": 3, "data.resolution": 32, "model.name": "dcgan", "model.z_dim": 100,
     "model.g_features": 64, "model.d_features": 64, "model.cond_mode": "none", "model.num_classes": 10,
+    "model.class_embed_dim": 0,
     "model.spectral_norm": True, "model.attention_res": 0, "model.shared_dim": 128, "model.dtype": "float32",
     "optim.grad_clip": 0.0, "optim.schedule": "constant", "train.ema_decay": 0.0, "augment.ada_target": 0.0}
 CHECKPOINTS = ("latest", "best")

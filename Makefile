@@ -6,6 +6,7 @@
 #   make test                                   the whole suite (about 20 minutes)
 #   make test PYTEST_ARGS="tests/test_files.py" some of it, or any pytest arguments
 #   make venv                                   only the environment (`make install` is the same)
+#   make accelerator-bundle MNIST=DIR           what benchmarks/accelerator.sh needs on a GPU image (build/accelerator)
 #   make clean                                  remove the environment and build leftovers (not runs/)
 #   make test VENV=/elsewhere/venv              any of the above with the environment elsewhere
 
@@ -15,7 +16,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test venv install clean
+.PHONY: help demo test venv install clean accelerator-bundle
 
 help:
 	@sed -n 's/^#   make/  make/p' $(firstword $(MAKEFILE_LIST))
@@ -50,6 +51,20 @@ $(STAMP): pyproject.toml
 	"$(PYTHON)" -m pip install --quiet --upgrade pip
 	"$(PYTHON)" -m pip install --quiet -e ".[dev]"
 	@touch "$@"
+
+# Wheels for the Pythons a GPU image may have (ml-collections, pytest and their dependencies), MNIST's
+# IDX files from MNIST=DIR, and the commit; carry build/accelerator to the machine with the tree.
+accelerator-bundle: $(STAMP)
+	@test -n "$(MNIST)" && ls "$(MNIST)"/t10k-images-idx3-ubyte* >/dev/null 2>&1 || \
+	  { echo "error: MNIST='$(MNIST)' must be a folder holding t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz" >&2; exit 2; }
+	rm -rf build/accelerator && mkdir -p build/accelerator/wheels build/accelerator/mnist
+	for v in 3.10 3.11 3.12 3.13; do \
+	  "$(PYTHON)" -m pip download --quiet --only-binary=:all: --python-version $$v -d build/accelerator/wheels \
+	    ml-collections pytest || exit 1; \
+	done
+	cp "$(MNIST)"/t10k-images-idx3-ubyte* "$(MNIST)"/t10k-labels-idx1-ubyte* build/accelerator/mnist/
+	git describe --always --dirty --abbrev=10 > build/accelerator/COMMIT
+	@du -sh build/accelerator
 
 clean:
 	rm -rf "$(VENV)" build *.egg-info .pytest_cache

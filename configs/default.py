@@ -34,6 +34,7 @@ def get_config():
   config.data.resolution = 32
   config.data.channels = 3
   config.data.resize = True  # resize images of another size to resolution x resolution
+  config.data.pad = False  # instead, zero-pad smaller images evenly (MNIST 28 -> 32, as LeNet and DCGAN ports)
   config.data.shuffle_buffer = 20_000
   config.data.prefetch_batches = 4
   config.data.fraction = 1.0  # train on a deterministic subset of this fraction of the images

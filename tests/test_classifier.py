@@ -130,7 +130,7 @@ def test_train_and_test_splits_are_disjoint_and_complete():
   cfg = smoke().data
   train, test = data.load(cfg, seed=0), data.load(cfg, seed=0, split_key="test_split")
   assert (train.num_examples, test.num_examples, train.num_classes, test.num_classes) == (1500, 297, 10, 10)
-  got = np.concatenate([np.stack([x["image"] for x in s.dataset.as_numpy_iterator()]) for s in (train, test)])
+  got = np.concatenate([s.images for s in (train, test)])
   np.testing.assert_array_equal(got, data.fit_images(digits_arrays()[0], 32, 1, True))
   cfg.test_split = "validation"
   with pytest.raises(UserError, match="config.data.test_split='validation'"):

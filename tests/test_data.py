@@ -95,8 +95,7 @@ def test_in_memory_sources_split_per_process():
   cfg = smoke_config().data
   a = data.load(cfg, seed=0, process_index=0, process_count=2)
   b = data.load(cfg, seed=0, process_index=1, process_count=2)
-  ia = np.stack([x["image"] for x in a.dataset.as_numpy_iterator()])
-  ib = np.stack([x["image"] for x in b.dataset.as_numpy_iterator()])
+  ia, ib = a.images, b.images
   assert len(ia) == len(ib) == 898
   assert not np.array_equal(ia[:10], ib[:10])
 
@@ -130,7 +129,7 @@ def test_files_source_reads_npz(tmp_path):
   np.savez(tmp_path / "x.npz", images=images, labels=np.arange(20) % 4)
   cfg = smoke_config(**{"data.source": "files", "data.path": str(tmp_path / "x.npz")}).data
   source = data.load(cfg, seed=0)
-  got = np.stack([x["image"] for x in source.dataset.as_numpy_iterator()])
+  got = source.images
   np.testing.assert_array_equal(got[..., 0], images)
   assert source.num_classes == 4
 

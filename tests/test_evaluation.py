@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
-import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
 from helpers import assert_trees_equal, smoke_config
 from test_main import SMOKE, run_main
 
@@ -97,11 +97,9 @@ def test_bad_eval_config(classifier_workdir, tmp_path, overrides, match):
 
 
 def _scalar_tags(workdir):
-  tags = set()
-  for f in (workdir / "tensorboard").glob("events.out.tfevents*"):
-    for event in tf.compat.v1.train.summary_iterator(str(f)):
-      tags |= {v.tag for v in event.summary.value}
-  return tags
+  acc = event_accumulator.EventAccumulator(str(workdir / "tensorboard"))
+  acc.Reload()
+  return set(acc.Tags()["tensors"])
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,10 @@
-"""Input pipeline: sources (TFDS, embedded digits, local files) and tf.data batching."""
+"""Input pipeline: sources (TFDS, embedded digits, local files) and batching.
 
-import tensorflow as tf
+Importing this package does not import TensorFlow; only opening a TFDS dataset does.
+"""
 
-# tf.data only runs on the host; keep TensorFlow off any GPU so JAX owns it.
-tf.config.set_visible_devices([], "GPU")
-
-from aigc_jax.data.pipeline import batches, eval_batches, to_unit_range  # noqa: E402
-from aigc_jax.data.sources import Source, fit_images, load, read_idx, read_images  # noqa: E402
+from aigc_jax.data.files import read_idx, read_images
+from aigc_jax.data.pipeline import batches, eval_batches, to_unit_range
+from aigc_jax.data.sources import Source, fit_images, load
 
 __all__ = ["Source", "batches", "eval_batches", "fit_images", "load", "read_idx", "read_images", "to_unit_range"]

@@ -12,7 +12,7 @@ import numpy as np
 from aigc_jax.core.errors import UserError
 from aigc_jax.core.images import to_uint8
 from aigc_jax.data import damage
-from aigc_jax.data.sources import IMAGE_SUFFIXES, open_image
+from aigc_jax.data.files import IMAGE_SUFFIXES, open_image
 
 
 def read_inputs(path: str) -> list[tuple[str, np.ndarray]]:

@@ -1,18 +1,29 @@
-"""tf.data input pipeline: shuffled, repeated, batched, prefetched, and resumable by step.
+"""Batches for training and evaluation: numpy for in-memory sources, tf.data for TFDS streams.
 
-The example order depends only on the seed, so resuming at step s skips s * batch examples of
-the same stream (before decoding, so the skip is cheap) and sees exactly the batches an
-uninterrupted run would have seen. `eval_batches` is the one ordered pass an evaluation needs.
+In memory (the digits, image folders, IDX and NPZ files) the pipeline is plain numpy: every epoch is
+a permutation of this process's examples drawn from (seed, epoch), and batch s holds positions
+[s * B, (s + 1) * B) of the concatenated epochs. So a run resumed at step s computes its first batch
+directly (no skipping), and sees exactly the batches an uninterrupted run would have seen. A
+background thread prepares the next data.prefetch_batches batches while the step runs. grain would
+do the same with more machinery; for arrays that fit in memory a permutation and a thread are all
+it takes, and `benchmarks/speed/input_pipeline.py` measures that they keep ahead of the step.
+
+`eval_batches` is the one ordered pass an evaluation needs, padded to whole batches with a mask.
 """
 
-import tensorflow as tf
+import queue
+import threading
+import weakref
 
+import numpy as np
+
+from aigc_jax.data import tfds_source
 from aigc_jax.data.sources import Source
 
 
 def to_unit_range(images_uint8):
   """uint8 [0, 255] -> float32 [-1, 1], the generator's tanh range."""
-  return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
+  return np.asarray(images_uint8, np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
 def batches(source: Source, data_config, *, batch_size: int, seed: int, start_step: int = 0):
@@ -20,14 +31,16 @@ def batches(source: Source, data_config, *, batch_size: int, seed: int, start_st
 
   `batch_size` is this process's share of the global batch.
   """
-  buffer = max(1, min(data_config.shuffle_buffer, source.num_examples or data_config.shuffle_buffer))
-  ds = source.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.skip(start_step * batch_size)
-  ds = _decode(ds, source, data_config)
-  ds = ds.batch(batch_size, drop_remainder=True)
-  ds = ds.map(lambda b: {"image": to_unit_range(b["image"]), "label": b["label"]},
-              num_parallel_calls=tf.data.AUTOTUNE)
-  return _finish(ds, data_config)
+  if not source.in_memory:
+    return tfds_source.batches(source.stream, source.num_examples, data_config, batch_size=batch_size,
+                               seed=seed, start_step=start_step)
+  order = EpochOrder(len(source.images), seed)
+  images, labels = source.images, source.labels
+
+  def batch(step):
+    idx = order.positions(step * batch_size, batch_size)
+    return {"image": to_unit_range(images[idx]), "label": labels[idx]}
+  return Prefetch(batch, start_step, data_config.prefetch_batches)
 
 
 def eval_batches(source: Source, data_config, *, batch_size: int):
@@ -36,36 +49,91 @@ def eval_batches(source: Source, data_config, *, batch_size: int):
   The last batch is padded, with 'mask' (bool [B]) false on the padding, so a compiled eval step
   sees one shape and every example is counted once.
   """
-  ds = _decode(source.dataset, source, data_config).batch(batch_size)
-
-  def pad(b):
-    n = tf.shape(b["label"])[0]
-    rows = [[0, batch_size - n]]
-    image = tf.pad(to_unit_range(b["image"]), rows + [[0, 0]] * 3)
-    res, channels = data_config.resolution, data_config.channels
-    return {"image": tf.ensure_shape(image, (batch_size, res, res, channels)),
-            "label": tf.ensure_shape(tf.pad(b["label"], rows), (batch_size,)),
-            "mask": tf.range(batch_size) < n}
-  return _finish(ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE), data_config)
+  if not source.in_memory:
+    return tfds_source.eval_batches(source.stream, data_config, batch_size=batch_size)
+  return _ordered(source.images, source.labels, batch_size)
 
 
-def _decode(ds, source: Source, data_config):
-  """Encoded (TFDS) images -> uint8 at the configured resolution; in-memory ones already are."""
-  if not source.encoded:
-    return ds
-  res, channels = data_config.resolution, data_config.channels
-
-  def decode(ex):
-    image = tf.io.decode_image(ex["image"], channels=channels, expand_animations=False)
-    if data_config.resize:
-      image = tf.cast(tf.clip_by_value(tf.round(
-          tf.image.resize(image, (res, res), method="bilinear", antialias=True)), 0, 255), tf.uint8)
-    return {"image": tf.ensure_shape(image, (res, res, channels)), "label": ex["label"]}
-  return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+def _ordered(images, labels, batch_size):
+  for start in range(0, len(images), batch_size):
+    n = min(batch_size, len(images) - start)
+    pad = [(0, batch_size - n)]
+    yield {"image": np.pad(to_unit_range(images[start:start + n]), pad + [(0, 0)] * 3),
+           "label": np.pad(labels[start:start + n], pad), "mask": np.arange(batch_size) < n}
 
 
-def _finish(ds, data_config):
-  ds = ds.prefetch(data_config.prefetch_batches)
-  options = tf.data.Options()
-  options.deterministic = True
-  return ds.with_options(options).as_numpy_iterator()
+class EpochOrder:
+  """The example at each position of an endless stream of epochs, each a fresh permutation of range(n)."""
+
+  def __init__(self, num_examples: int, seed: int):
+    if num_examples < 1:
+      raise ValueError("an empty source has no order")
+    self.n, self.seed = num_examples, seed
+    self._epoch, self._perm = -1, None
+
+  def permutation(self, epoch: int) -> np.ndarray:
+    if epoch != self._epoch:
+      rng = np.random.default_rng(np.random.SeedSequence([self.seed % 2**63, epoch]))
+      self._epoch, self._perm = epoch, rng.permutation(self.n)
+    return self._perm
+
+  def positions(self, start: int, count: int) -> np.ndarray:
+    """Example indices at stream positions [start, start + count)."""
+    out, pos = [], start
+    while pos < start + count:
+      epoch, offset = divmod(pos, self.n)
+      take = min(self.n - offset, start + count - pos)
+      out.append(self.permutation(epoch)[offset:offset + take])
+      pos += take
+    return np.concatenate(out)
+
+
+class Prefetch:
+  """An iterator over make(start), make(start + 1), ..., computed up to `depth` ahead on a thread.
+
+  The thread stops when the iterator is closed or garbage-collected; an error in `make` is raised
+  by the next() that would have returned its batch.
+  """
+
+  def __init__(self, make, start: int, depth: int):
+    self._queue = queue.Queue(maxsize=max(1, depth))
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=_fill, args=(make, start, self._queue, self._stop),
+                                    name="aigc-jax-prefetch", daemon=True)
+    self._thread.start()
+    weakref.finalize(self, self._stop.set)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item = self._queue.get()
+    if isinstance(item, _Failure):
+      self.close()
+      raise item.error
+    return item
+
+  def close(self):
+    self._stop.set()
+
+
+class _Failure:
+  def __init__(self, error):
+    self.error = error
+
+
+def _fill(make, step, out: queue.Queue, stop: threading.Event):
+  while not stop.is_set():
+    try:
+      item = make(step)
+    except Exception as e:  # handed to the consumer, which raises it
+      item = _Failure(e)
+    while not stop.is_set():
+      try:
+        out.put(item, timeout=0.1)
+        break
+      except queue.Full:
+        continue
+    if isinstance(item, _Failure):
+      return
+    step += 1

@@ -62,15 +62,19 @@ def parse_args(argv=None):
 
 
 def torch_worker(args):
-  """Reads 'SETUP res batch features' / 'RUN steps' lines on stdin, answers one JSON line each."""
+  """Reads 'SETUP res batch features warmup [device compile dtype]' / 'RUN steps' lines on stdin, answers
+  one JSON line each. device: cpu or cuda; compile: 1 wraps G and D in torch.compile; dtype: float32 or
+  bfloat16 (autocast, parameters stay float32, as the project's model.dtype does). On CUDA, float32
+  convolutions and matmuls may use TF32, as XLA's defaults on the GPU do."""
   import torch
   from torch import nn
 
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
+  torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
   model = {}
 
-  def build(res, batch, f, channels=3, z_dim=100):
+  def build(res, batch, f, device="cpu", compiled=0, dtype="float32", channels=3, z_dim=100):
     n = {32: 3, 64: 4}[res]
     width = f * 2 ** (n - 1)
 
@@ -101,39 +105,49 @@ def torch_worker(args):
     for m in list(generator.modules()) + list(discriminator.modules()):
       if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(m.weight, 0.0, 0.02)
+    generator, discriminator = generator.to(device), discriminator.to(device)
     g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(batch, channels, res, res) * 2 - 1
-    return dict(g=generator, d=discriminator, g_opt=g_opt, d_opt=d_opt, real=real, batch=batch, z_dim=z_dim)
+    real = torch.rand(batch, channels, res, res, device=device) * 2 - 1
+    g, d = (torch.compile(generator), torch.compile(discriminator)) if compiled else (generator, discriminator)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+    return dict(g=g, d=d, d_module=discriminator, g_opt=g_opt, d_opt=d_opt, real=real, batch=batch, z_dim=z_dim,
+                device=device, autocast=autocast)
 
   bce = nn.BCEWithLogitsLoss()
 
   def step(m):
-    g, d, real, batch = m["g"], m["d"], m["real"], m["batch"]
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
-    with torch.no_grad():
-      fake = g(torch.randn(batch, m["z_dim"]))
+    g, d, real, batch, dev = m["g"], m["d"], m["real"], m["batch"], m["device"]
+    ones, zeros = torch.ones(batch, device=dev), torch.zeros(batch, device=dev)
+    with torch.no_grad(), m["autocast"]:
+      fake = g(torch.randn(batch, m["z_dim"], device=dev))
     m["d_opt"].zero_grad(set_to_none=True)
-    d_loss = bce(d(real).view(-1), ones) + bce(d(fake).view(-1), zeros)
+    with m["autocast"]:
+      d_loss = bce(d(real).view(-1).float(), ones) + bce(d(fake).view(-1).float(), zeros)
     d_loss.backward()
     m["d_opt"].step()
-    d.requires_grad_(False)
+    m["d_module"].requires_grad_(False)
     m["g_opt"].zero_grad(set_to_none=True)
-    g_loss = bce(d(g(torch.randn(batch, m["z_dim"]))).view(-1), ones)
+    with m["autocast"]:
+      g_loss = bce(d(g(torch.randn(batch, m["z_dim"], device=dev))).view(-1).float(), ones)
     g_loss.backward()
     m["g_opt"].step()
-    d.requires_grad_(True)
+    m["d_module"].requires_grad_(True)
     return g_loss
 
   print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
   for line in sys.stdin:
     cmd, *vals = line.split()
     if cmd == "SETUP":
-      *shape, warmup = map(int, vals)
-      model = build(*shape)
-      for _ in range(warmup):  # allocator, one-time dispatch
+      res, batch, features, warmup = map(int, vals[:4])
+      device, compiled, dtype = (vals[4], int(vals[5]), vals[6]) if len(vals) > 4 else ("cpu", 0, "float32")
+      model = build(res, batch, features, device, compiled, dtype)
+      t0 = time.perf_counter()
+      step(model).item()  # with torch.compile: the compilation
+      first_s = time.perf_counter() - t0
+      for _ in range(warmup - 1):  # allocator, one-time dispatch
         step(model)
-      print(json.dumps({"ok": True}), flush=True)
+      print(json.dumps({"ok": True, "first_step_s": first_s}), flush=True)
     elif cmd == "RUN":
       t0 = time.perf_counter()
       for _ in range(int(vals[0])):

@@ -13,12 +13,15 @@ it measures, with the source's preset (configs/dcgan.py:digits, :files, :mnist; 
   training   images/s of steps fed by the real pipeline through `parallel.prefetch` (as train.py
              does), and the share of that wall time the host spent waiting for the next batch.
 
-All of it shares the same CPUs: tf.data's threads compete with XLA's. The last line is JSON, also
+The digits and files sources go through the numpy pipeline (no TensorFlow); tfds_mock through
+tf.data, and is skipped where TensorFlow Datasets is not installed. All of it shares the same CPUs:
+the pipeline's threads compete with XLA's. The last line is JSON, also
 written to OUT/results.json, with the table in OUT/results.md.
 """
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import time
@@ -67,7 +70,7 @@ def host_batches(config, source):
 
 def time_pipeline(config, source, n):
   it = host_batches(config, source)
-  for _ in range(5):  # fill tf.data's buffers
+  for _ in range(5):  # fill the prefetch buffers
     next(it)
   t0 = time.perf_counter()
   for _ in range(n):
@@ -113,6 +116,9 @@ def main():
   print(f"jax {jax.__version__} ({jax.default_backend()}), {os.cpu_count()} CPUs; images/s", flush=True)
   rows = []
   for name in args.sources:
+    if name == "tfds_mock" and importlib.util.find_spec("tensorflow_datasets") is None:
+      print("tfds_mock: skipped, tensorflow-datasets is not installed", flush=True)
+      continue
     if name == "files" and not os.path.isdir(args.mnist_dir):
       print(f"files: skipped, --mnist_dir '{args.mnist_dir}' is not a folder", flush=True)
       continue

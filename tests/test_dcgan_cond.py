@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import ROOT
-from helpers import assert_trees_equal, smoke_config
+from helpers import assert_trees_equal, smoke_config, with_overrides
 from test_main import run_main
 
 from aigc_jax import models
@@ -20,7 +20,7 @@ from configs import dcgan
 SMOKE = f"{ROOT}/configs/dcgan.py:smoke"
 # Everything at once, so one compilation per parallel mode covers it: conditional BN and projection,
 # the pairing loss with R1 and R2, ADA over DiffAugment's transforms (p moves every 2 steps), 2 D steps.
-R3_ADA = {"model.cond_mode": "projection", "train.loss": "relativistic", "train.r1_gamma": 0.1,
+R3_ADA = {"model.cond_mode": "projection", "model.class_embed_dim": 4, "train.loss": "relativistic", "train.r1_gamma": 0.1,
           "train.r2_gamma": 0.1, "train.d_steps": 2, "augment.policy": "translation,cutout",
           "augment.ada_target": 0.01, "augment.ada_interval": 2, "augment.ada_kimg": 0.1, "train.ema_decay": 0.9}
 
@@ -54,6 +54,19 @@ def test_conditional_networks(mode, res):
     # The feature probe calls D without labels: the unconditional logit and the same features.
     logits, feats = d.apply(dv, a, train=False, return_features=True)
     assert logits.shape == (2,) and len(feats) == res.bit_length() - 3
+
+
+def test_class_embedding_is_concatenated_to_z():
+  cfg = smoke_config(**{"model.cond_mode": "projection", "model.class_embed_dim": 6})
+  g, _ = models.create(cfg.model, (32, 32, 1))
+  gv = g.init(jax.random.PRNGKey(0), jnp.zeros((2, 100)), labels=jnp.array([0, 1]), train=False)
+  assert gv["params"]["class_embed"]["embedding"].shape == (10, 6)
+  assert gv["params"]["project"]["kernel"].shape[0] == 100 + 6
+  norms = np.linalg.norm(gv["params"]["class_embed"]["embedding"], axis=1)
+  assert 0.3 < norms.mean() < 2.0  # about unit norm, like a one-hot label
+  # Unconditional: no embedding, whatever the key says.
+  g, _ = models.create(with_overrides(cfg, **{"model.cond_mode": "none"}).model, (32, 32, 1))
+  assert "class_embed" not in g.init(jax.random.PRNGKey(0), jnp.zeros((2, 100)), train=False)["params"]
 
 
 def test_unconditional_dcgan_is_unchanged():
@@ -149,4 +162,5 @@ def test_main_samples_the_asked_classes(trained, tmp_path):
 def test_conditional_presets_are_the_unconditional_ones_plus_projection(preset):
   cond, plain = dcgan.get_config(preset).to_dict(), dcgan.get_config(preset[:-len("_cond")]).to_dict()
   assert cond["model"].pop("cond_mode") == "projection" and plain["model"].pop("cond_mode") == "none"
+  assert cond["model"].pop("class_embed_dim") == 32 and plain["model"].pop("class_embed_dim") == 0
   assert cond == plain

@@ -61,9 +61,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aigc_jax import data
 from aigc_jax.core import host_memory
 from aigc_jax.core.errors import UserError
-from aigc_jax.data import sources
 from aigc_jax.metrics.evaluator import Evaluator
 from aigc_jax.tasks.classifier import train as cls_train
 from aigc_jax.tasks.gan import sample, steps, train
@@ -173,11 +173,7 @@ def score(evaluator, images: np.ndarray, labels) -> dict:
 
 def training_images(config) -> np.ndarray:
   """uint8 [N, 32, 32, C]: the images a run of `config` trains on (its split, fraction and 28 -> 32 convention)."""
-  d = config.data
-  images, _ = sources.read_image_files(d.path, d.channels)
-  images = images[sources.split_slice(d.split, len(images), d.source)]
-  images = images[sources.fraction_indices(len(images), d.get("fraction", 1.0))]
-  return sources.fit_images(images, d.resolution, d.channels, d.resize)
+  return data.load(config.data, seed=config.seed).images
 
 
 def torch_twin(args, config, workdir: Path, score_curve) -> dict:

@@ -336,10 +336,11 @@ def run(args):
     row = {"budget_s": args.budget_s, "num_samples": args.num_samples, "curve_samples": args.curve_samples,
            "convention": convention(config), **row, **score(ev, images, labels),
            "sample_and_score_wall_s": round(time.time() - t0, 1)}
-    results[name] = row
+    # Re-read: another invocation into the same --out (e.g. the PyTorch twin alongside) may have added rows.
+    results = {**report.read(out).get("runs", {}), name: row}
     write_results(out, results, names)
     print(name, row, flush=True)
-  print(write_results(out, results, names))
+  print(write_results(out, {**report.read(out).get("runs", {}), **results}, names))
 
 
 if __name__ == "__main__":

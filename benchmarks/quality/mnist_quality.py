@@ -313,6 +313,7 @@ def run(args):
     if name == TORCH_RUN:
       twin = torch_twin(args, config, workdir, score_curve)
       info, images, labels = twin["info"], twin["images"], None
+      t0 = time.time()  # the twin sampled its final images itself; what follows is the scoring
       row = {"cpu_s": info["cpu_s"], "wall_s": info["wall_s"], "steps": info["steps"], "batch_size": 64,
              "model": "dcgan (PyTorch twin)", "cond_mode": "none", "loss": "non_saturating", "fraction": 1.0,
              "augment": "", "features": [64, 64], "torch": info["torch"], "curve": twin["curve"]}

@@ -19,6 +19,7 @@ def get_config():
   # Beyond DCGAN (configs/sngan.py): dcgan | sngan (ResNet, spectral norm) | biggan (sngan + BigGAN options).
   config.model.cond_mode = "none"  # none | projection | acgan (sngan/biggan; G gets conditional BatchNorm)
   config.model.num_classes = 10  # used when cond_mode is not none
+  config.model.class_embed_dim = 0  # dcgan, conditional: class embedding of this size concatenated to z
   config.model.spectral_norm = True  # sngan/biggan discriminator layers
   config.model.attention_res = 0  # sngan/biggan: self-attention at this resolution (0: none)
   config.model.shared_dim = 128  # biggan: shared class embedding size
@@ -42,7 +43,7 @@ def get_config():
   config.train.batch_size = 128  # global, over all devices and processes
   config.train.num_steps = 50_000
   config.train.parallel = "pmap"  # pmap | jit (NamedSharding data-parallel mesh)
-  config.train.loss = "non_saturating"  # non_saturating | minimax | hinge | wgan | lsgan
+  config.train.loss = "non_saturating"  # non_saturating | minimax | hinge | wgan | lsgan | relativistic (R3GAN)
   config.train.log_every = 100
   config.train.sample_every = 1_000
   config.train.checkpoint_every = 2_000
@@ -52,6 +53,7 @@ def get_config():
   config.train.gp_weight = 0.0  # WGAN-GP gradient penalty weight (use with loss=wgan)
   config.train.r1_gamma = 0.0  # R1 penalty gamma on real images; 0 disables
   config.train.r1_every = 1  # lazy R1: apply every k steps, scaled by k
+  config.train.r2_gamma = 0.0  # zero-centred R2 penalty gamma on generated images (R3GAN: = r1_gamma); 0 disables
   config.train.acgan_weight = 1.0  # cond_mode=acgan: weight of the auxiliary classification loss
   config.train.ortho_weight = 0.0  # orthogonal regularisation of G's weights (BigGAN: 1e-4)
   config.train.ema_decay = 0.0  # moving average of G's weights, used for samples when > 0 (e.g. 0.999)
@@ -59,6 +61,11 @@ def get_config():
 
   config.augment = ml_collections.ConfigDict()
   config.augment.policy = ""  # DiffAugment for D's inputs: comma-separated color,translation,cutout
+  # Adaptive augmentation (StyleGAN2-ADA): the policy's transforms each applied with a probability p that
+  # moves towards E[sign D(real)] = ada_target (0.6 in the paper; 0 disables ADA and p is always 1).
+  config.augment.ada_target = 0.0
+  config.augment.ada_interval = 4  # steps between adjustments of p
+  config.augment.ada_kimg = 500.0  # thousands of images for p to move by 1
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_lr = 2e-4

@@ -45,6 +45,27 @@ def test_penalties_on_a_linear_critic():
   np.testing.assert_allclose(regularizers.r1_penalty(fn, real), norm**2, rtol=1e-4)
 
 
+def test_relativistic_pairing_loss_and_r2_as_r3gan():
+  """R3GAN/Trainer.py: D minimises softplus(-(D(x_i) - D(G(z_i)))), G softplus(-(D(G(z_i)) - D(x_i))), per pair."""
+  rng = np.random.default_rng(1)
+  r, f = rng.normal(size=64), rng.normal(size=64)
+  softplus = lambda x: np.log1p(np.exp(x))
+  np.testing.assert_allclose(losses.discriminator_loss(jnp.array(r), jnp.array(f), "relativistic"),
+                             np.mean(softplus(-(r - f))), rtol=1e-5)
+  np.testing.assert_allclose(losses.generator_loss(jnp.array(f), "relativistic", jnp.array(r)),
+                             np.mean(softplus(-(f - r))), rtol=1e-5)
+  # Pairing, not means: permuting the fakes changes the loss.
+  assert abs(float(losses.discriminator_loss(jnp.array(r), jnp.array(f[::-1]), "relativistic"))
+             - float(losses.discriminator_loss(jnp.array(r), jnp.array(f), "relativistic"))) > 1e-4
+  with pytest.raises(ValueError, match="needs D's logits on real images"):
+    losses.generator_loss(jnp.array(f), "relativistic")
+  w = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 1))
+  quad = lambda x: jnp.sum(x * x * w, axis=(1, 2, 3))  # gradient 2 w x
+  fake = jax.random.normal(jax.random.PRNGKey(2), (5, 4, 4, 1))
+  want = np.mean(np.sum((2 * np.asarray(w) * np.asarray(fake)) ** 2, axis=(1, 2, 3)))
+  np.testing.assert_allclose(regularizers.r2_penalty(quad, fake), want, rtol=1e-4)
+
+
 def test_orthogonal_regulariser():
   q, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(6, 6)))
   params = {"conv": {"kernel": jnp.array(q[:, :4] * 3.0), "bias": jnp.ones(4)}, "embed": {"kernel": jnp.ones((3, 3))}}
@@ -159,6 +180,8 @@ def test_bfloat16_activations_float32_parameters():
     ({"train.loss": "lsgan", "train.r1_gamma": 0.1}, {"d_r1"}),
     ({"model.name": "biggan", "model.cond_mode": "projection", "model.attention_res": 16,
       "train.ortho_weight": 1e-4}, {"g_ortho"}),
+    ({"train.loss": "relativistic", "train.r1_gamma": 0.1, "train.r2_gamma": 0.1, "augment.ada_target": 0.6},
+     {"d_r1", "d_r2", "ada_sign", "ada_p"}),
 ])
 def test_each_option_is_wired_into_the_step(overrides, keys):
   """Traced, not compiled: the step builds for every option and reports its extra terms."""

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from conftest import ROOT, SHARED_MNIST
 
-TINY = ["--num_samples", "20", "--train_split", "train[:320]", "--real_split", "train[9900:]",
+TINY = ["--num_samples", "20", "--curve_samples", "12", "--curve_points", "2", "--train_split", "train[:320]",
+        "--real_split", "train[9900:]",
         "--set", "model.g_features=8", "--set", "model.d_features=8", "--set", "train.batch_size=16",
         "--checkpoint_every", "2", "--log_every", "1"]
 ROW_KEYS = {"budget_s", "cpu_s", "wall_s", "steps", "batch_size", "num_samples", "model", "cond_mode", "loss",
             "fraction", "augment", "features", "fid", "kid", "kid_std", "precision", "recall", "density",
-            "coverage", "num_real", "sample_and_score_wall_s"}
+            "coverage", "num_real", "sample_and_score_wall_s", "curve", "curve_samples", "convention", "ada_target"}
 
 
 def _run(*args, data=SHARED_MNIST):

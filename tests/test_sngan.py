@@ -67,8 +67,8 @@ def test_biggan_options():
   assert gv["params"]["project"]["kernel"].shape[0] == 32
   assert gv["params"]["block0"]["cbn1"]["gamma"]["kernel"].shape[0] == 32 + 32
   assert any("sigma" in str(p) for p, _ in jax.tree_util.tree_leaves_with_path(gv["batch_stats"]))
-  with pytest.raises(UserError, match="needs model 'sngan' or 'biggan'"):
-    models.create(with_overrides(cfg, **{"model.name": "dcgan"}).model, (32, 32, 1))
+  with pytest.raises(UserError, match="config.model.cond_mode='aux' is not one of none, projection, acgan"):
+    models.create(with_overrides(cfg, **{"model.cond_mode": "aux"}).model, (32, 32, 1))
 
 
 def test_spectral_norm_state_converges_to_the_top_singular_value():
@@ -184,7 +184,7 @@ def test_main_sample_with_labels_and_explore(trained, tmp_path):
     ("--config.train.loss=wasserstein", "config.train.loss='wasserstein' is not one of"),
     ("--config.augment.policy=color,flip", "unknown augmentation 'flip'"),
     ("--config.data.fraction=0", "config.data.fraction=0.0 must be in (0, 1]"),
-    ("--config.model.cond_mode=acgan --config.model.name=dcgan", "needs model 'sngan' or 'biggan'"),
+    ("--config.model.cond_mode=acgan --config.model.num_classes=1", "config.model.num_classes=1 must be at least 2"),
 ])
 def test_bad_beyond_config_is_one_line_error_and_writes_nothing(tmp_path, override, message):
   w = tmp_path / "w"

@@ -20,7 +20,7 @@ from aigc_jax.core.errors import UserError
 
 # Config entries that must match to resume: they change the networks or their inputs.
 RESUME_KEYS = ("seed", "model", "data.resolution", "data.channels", "optim.grad_clip", "optim.schedule",
-               "train.ema_decay")
+               "train.ema_decay", "augment.ada_target")
 # Keys older checkpoints saved that no longer decide anything about the arrays: the CPU formulations
 # of the same convolutions (same parameters and values), now chosen per run outside `model`.
 IGNORED_KEYS = ("model.upconv_impl", "model.downconv_impl")

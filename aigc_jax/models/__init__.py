@@ -43,14 +43,13 @@ def create(model_config: ml_collections.ConfigDict, data_shape, bn_axis_name=Non
   if cond_mode != "none" and classes < 2:
     raise UserError(f"config.model.num_classes={classes} must be at least 2 for cond_mode '{cond_mode}'")
   if model_config.name == "dcgan":
-    if cond_mode != "none":
-      raise UserError(f"config.model.cond_mode='{cond_mode}' needs model 'sngan' or 'biggan'; dcgan is "
-                      "unconditional")
     convs = cpu_convs.select(conv_impl, jax.default_backend(), cpu_convs.xla_cpu_threads())
     g = dcgan.Generator(resolution=height, channels=channels, features=model_config.g_features,
-                        bn_axis_name=bn_axis_name, conv_transpose=convs.conv_transpose, dtype=dtype)
+                        bn_axis_name=bn_axis_name, conv_transpose=convs.conv_transpose, dtype=dtype,
+                        num_classes=classes, embed_dim=model_config.get("class_embed_dim", 0))
     d = dcgan.Discriminator(resolution=height, channels=channels, features=model_config.d_features,
-                            bn_axis_name=bn_axis_name, conv=convs.conv, dtype=dtype)
+                            bn_axis_name=bn_axis_name, conv=convs.conv, dtype=dtype, num_classes=classes,
+                            cond_mode=cond_mode)
     return g, d
   big = model_config.name == "biggan"
   attention_res = model_config.get("attention_res", 0)

@@ -58,10 +58,11 @@ class ProjectionHead(nn.Module):
   num_classes: int
   spectral_norm: bool = True
   dtype: Any = jnp.float32
+  embedding_init: Any = nn.linear.default_kernel_init
 
   @nn.compact
   def __call__(self, h, labels, train: bool):
     onehot = jax.nn.one_hot(labels, self.num_classes, dtype=self.dtype)
-    embed = maybe_sn(nn.Dense(h.shape[-1], use_bias=False, dtype=self.dtype, name="embed"), self.spectral_norm,
-                     "embed_sn")(onehot, train)
+    embed = maybe_sn(nn.Dense(h.shape[-1], use_bias=False, kernel_init=self.embedding_init, dtype=self.dtype,
+                              name="embed"), self.spectral_norm, "embed_sn")(onehot, train)
     return jnp.sum(embed * h, axis=-1)

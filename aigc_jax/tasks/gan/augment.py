@@ -73,9 +73,11 @@ def cutout(rng, x, ratio: float = 0.5, axis_name=None):
   return x * (~inside)[..., None].astype(x.dtype)
 
 
+TRANSFORMS = {"color": color, "translation": translation, "cutout": cutout}
+
+
 def diff_augment(rng, x, policy: tuple[str, ...], axis_name=None):
   """Applies the transforms in `policy` in order, each with its own key."""
-  fns = {"color": color, "translation": translation, "cutout": cutout}
   for i, name in enumerate(policy):
-    x = fns[name](jax.random.fold_in(rng, i), x, axis_name=axis_name)
+    x = TRANSFORMS[name](jax.random.fold_in(rng, i), x, axis_name=axis_name)
   return x

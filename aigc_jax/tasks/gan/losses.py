@@ -11,13 +11,19 @@ log D = -softplus(-l) and log(1 - D) = -softplus(l).
                            penalty (train.gp_weight, Gulrajani et al. 2017), since nothing else
                            keeps the critic Lipschitz here.
   lsgan                    least squares with targets 1 (real) and 0 (fake) (Mao et al. 2017).
+  relativistic             the relativistic pairing GAN (RpGAN, Jolicoeur-Martineau 2019) as R3GAN
+                           uses it (Huang et al. 2024, brownvc/R3GAN R3GAN/Trainer.py): D minimises
+                           E[softplus(-(D(x_i) - D(G(z_i))))] over pairs i of the batch, G the same
+                           with the roles swapped. Pair it with zero-centred R1 and R2 penalties
+                           (train.r1_gamma = train.r2_gamma) and Adam(b1=0), as R3GAN does.
 """
 
 import jax
 import jax.numpy as jnp
 
 GENERATOR_LOSSES = ("non_saturating", "minimax")
-LOSSES = GENERATOR_LOSSES + ("hinge", "wgan", "lsgan")
+LOSSES = GENERATOR_LOSSES + ("hinge", "wgan", "lsgan", "relativistic")
+PAIRED = ("relativistic",)  # losses whose generator loss also needs D's logits on real images
 
 
 def discriminator_loss(real_logits, fake_logits, kind: str = "non_saturating"):
@@ -30,14 +36,17 @@ def discriminator_loss(real_logits, fake_logits, kind: str = "non_saturating"):
     return jnp.mean(fake_logits) - jnp.mean(real_logits)
   if kind == "lsgan":
     return 0.5 * jnp.mean((real_logits - 1.0) ** 2) + 0.5 * jnp.mean(fake_logits**2)
+  if kind == "relativistic":
+    return jnp.mean(jax.nn.softplus(-(real_logits - fake_logits)))
   raise ValueError(f"unknown GAN loss '{kind}'; use one of {LOSSES}")
 
 
-def generator_loss(fake_logits, kind: str = "non_saturating"):
+def generator_loss(fake_logits, kind: str = "non_saturating", real_logits=None):
   """minimax: E[log(1 - D(G(z)))], the original objective, whose gradient vanishes early on.
 
   non_saturating: -E[log D(G(z))], the same fixed point with strong early gradients.
   hinge and wgan: -E[D(G(z))]; lsgan: E[(D(G(z)) - 1)^2] / 2.
+  relativistic: E[softplus(-(D(G(z_i)) - D(x_i)))], which needs `real_logits` (paired by index).
   """
   if kind == "non_saturating":
     return jnp.mean(jax.nn.softplus(-fake_logits))
@@ -47,6 +56,10 @@ def generator_loss(fake_logits, kind: str = "non_saturating"):
     return -jnp.mean(fake_logits)
   if kind == "lsgan":
     return 0.5 * jnp.mean((fake_logits - 1.0) ** 2)
+  if kind == "relativistic":
+    if real_logits is None:
+      raise ValueError("the relativistic generator loss needs D's logits on real images (real_logits)")
+    return jnp.mean(jax.nn.softplus(-(fake_logits - real_logits)))
   raise ValueError(f"unknown generator loss '{kind}'; use one of {LOSSES}")
 
 

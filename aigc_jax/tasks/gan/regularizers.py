@@ -1,4 +1,4 @@
-"""Penalties added to the GAN losses: WGAN-GP, R1 (optionally lazy) and BigGAN's orthogonal regulariser.
+"""Penalties added to the GAN losses: WGAN-GP, R1 (optionally lazy), R2 and BigGAN's orthogonal regulariser.
 
 `fn` maps images to logits [N]; the penalties differentiate through it twice (once for the input
 gradient, once for the parameter update), which is why they take a function, not logits.
@@ -22,10 +22,20 @@ def gradient_penalty(fn, real, fake, eps):
   return jnp.mean((norm - 1.0) ** 2)
 
 
-def r1_penalty(fn, real):
-  """E[||grad D(x)||^2] on real images (Mescheder et al. 2018); the loss adds gamma / 2 times this."""
-  g = input_gradients(fn, real)
+def zero_centred_penalty(fn, x):
+  """E[||grad D(x)||^2] (R3GAN's ZeroCenteredGradientPenalty: squared gradient summed per image, batch mean)."""
+  g = input_gradients(fn, x)
   return jnp.mean(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1))
+
+
+def r1_penalty(fn, real):
+  """The zero-centred penalty on real images (Mescheder et al. 2018); the loss adds gamma / 2 times this."""
+  return zero_centred_penalty(fn, real)
+
+
+def r2_penalty(fn, fake):
+  """The zero-centred penalty on generated images (Roth et al. 2017; R3GAN adds gamma / 2 (R1 + R2))."""
+  return zero_centred_penalty(fn, fake)
 
 
 def orthogonal(params, skip=("embed", "bias", "scale", "gamma", "beta")):

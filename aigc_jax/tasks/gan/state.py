@@ -17,13 +17,15 @@ from aigc_jax import models
 from aigc_jax.core import checkpoint, files, optim
 from aigc_jax.core.errors import UserError
 from aigc_jax.core.state import Checkpointed, initialise
+from aigc_jax.tasks.gan import ada as ada_lib
 
 # What a resume key meant before it was added to the config (configs/default.py; a test keeps them equal).
 RESUME_DEFAULTS = {
     "seed": 0, "data.channels": 3, "data.resolution": 32, "model.name": "dcgan", "model.z_dim": 100,
     "model.g_features": 64, "model.d_features": 64, "model.cond_mode": "none", "model.num_classes": 10,
+    "model.class_embed_dim": 0,
     "model.spectral_norm": True, "model.attention_res": 0, "model.shared_dim": 128, "model.dtype": "float32",
-    "optim.grad_clip": 0.0, "optim.schedule": "constant", "train.ema_decay": 0.0}
+    "optim.grad_clip": 0.0, "optim.schedule": "constant", "train.ema_decay": 0.0, "augment.ada_target": 0.0}
 CHECKPOINTS = ("latest", "best")
 
 
@@ -45,8 +47,9 @@ class GANState(Checkpointed, struct.PyTreeNode):
   z_dim: int = struct.field(pytree_node=False, default=100)
   num_classes: int = struct.field(pytree_node=False, default=0)  # > 0: G and D take labels
   ema_params: Any = None  # moving average of g_params; None when train.ema_decay is 0
+  ada: Any = None  # ADA's augmentation probability and sign statistics (ada.py); None when augment.ada_target is 0
 
-  ARRAYS = ("step", "rng", "g_params", "g_stats", "d_params", "d_stats", "g_opt", "d_opt", "ema_params")
+  ARRAYS = ("step", "rng", "g_params", "g_stats", "d_params", "d_stats", "g_opt", "d_opt", "ema_params", "ada")
 
 
 def label_kw(labels):
@@ -54,7 +57,7 @@ def label_kw(labels):
 
 
 def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shape, num_classes: int = 0,
-                 ema: bool = False) -> GANState:
+                 ema: bool = False, ada: bool = False) -> GANState:
   """Initialises both networks and their optimizers (on the host's default device)."""
   init_rng, g_rng, d_rng = jax.random.split(rng, 3)
   labels = jnp.zeros((2,), jnp.int32) if num_classes else None
@@ -66,7 +69,8 @@ def create_state(rng, generator, discriminator, g_tx, d_tx, *, z_dim, image_shap
       d_params=d_vars["params"], d_stats=d_vars.get("batch_stats", {}),
       g_opt=g_tx.init(g_vars["params"]), d_opt=d_tx.init(d_vars["params"]),
       generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx, z_dim=z_dim,
-      num_classes=num_classes, ema_params=jax.tree.map(jnp.copy, g_vars["params"]) if ema else None)
+      num_classes=num_classes, ema_params=jax.tree.map(jnp.copy, g_vars["params"]) if ema else None,
+      ada=ada_lib.init() if ada else None)
 
 
 def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> GANState:
@@ -78,7 +82,8 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> GANStat
   d_tx = optim.make_optimizer(config.optim, config.optim.d_lr, config.train.num_steps)
   return initialise(create_state, config.seed, generator, discriminator, g_tx, d_tx, z_dim=config.model.z_dim,
                     image_shape=shape, num_classes=models.num_classes(config.model),
-                    ema=config.train.get("ema_decay", 0.0) > 0)
+                    ema=config.train.get("ema_decay", 0.0) > 0,
+                    ada=config.get("augment", {}).get("ada_target", 0.0) > 0)
 
 
 def load_state(config, workdir, checkpoint_name: str = "latest") -> tuple[GANState, int]:

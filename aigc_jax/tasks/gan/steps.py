@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from aigc_jax.core import parallel
+from aigc_jax.tasks.gan import ada as ada_lib
 from aigc_jax.tasks.gan import augment as augment_lib
 from aigc_jax.tasks.gan import ema as ema_lib
 from aigc_jax.tasks.gan import losses, regularizers
@@ -46,12 +47,25 @@ def discriminate(state: GANState, d_params, d_stats, images, labels=None):
   return logits, class_logits, upd.get("batch_stats", d_stats)
 
 
-def _augment(rng, images, policy, axis_name):
-  return augment_lib.diff_augment(rng, images, policy, axis_name) if policy else images
+def _augment(state: GANState, rng, images, policy, axis_name):
+  """DiffAugment, or with ADA on (state.ada) its transforms each applied with the controller's probability."""
+  if not policy:
+    return images
+  if state.ada is not None:
+    return ada_lib.augment(rng, images, state.ada["p"], policy, axis_name)
+  return augment_lib.diff_augment(rng, images, policy, axis_name)
 
 
-def _penalties(state, d_params, d_stats, real, fake, labels, rng, axis_name, *, gp_weight, r1_gamma, r1_every):
-  """WGAN-GP and (lazy) R1 terms on the images D sees; statistics updates inside them are dropped."""
+def _fake_labels(state: GANState, rng, n, labels, loss, axis_name):
+  """Labels of a generated batch: uniform, or the real batch's for the pairing loss (as R3GAN conditions G)."""
+  if not state.num_classes:
+    return None
+  return labels if loss in losses.PAIRED else random_labels(rng, n, state.num_classes, axis_name)
+
+
+def _penalties(state, d_params, d_stats, real, fake, labels, fake_labels, rng, axis_name, *, gp_weight, r1_gamma,
+               r1_every, r2_gamma):
+  """WGAN-GP, (lazy) R1 and R2 terms on the images D sees; statistics updates inside them are dropped."""
   fn = lambda x: discriminate(state, d_params, d_stats, x, labels)[0]
   terms = {}
   if gp_weight > 0:
@@ -64,21 +78,23 @@ def _penalties(state, d_params, d_stats, real, fake, labels, rng, axis_name, *, 
     else:
       r1 = regularizers.r1_penalty(fn, real)
     terms["d_r1"] = (0.5 * r1_gamma * r1_every, r1)
+  if r2_gamma > 0:
+    fake_fn = lambda x: discriminate(state, d_params, d_stats, x, fake_labels)[0]
+    terms["d_r2"] = (0.5 * r2_gamma, regularizers.r2_penalty(fake_fn, fake))
   return terms
 
 
 def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=None, loss: str = "non_saturating",
                        augment=(), gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_every: int = 1,
-                       acgan_weight: float = 1.0):
+                       r2_gamma: float = 0.0, acgan_weight: float = 1.0):
   """Updates D (and its BatchNorm / spectral-norm statistics) on a real batch and a batch from the current G."""
   n = real.shape[0]
-  fake_labels = random_labels(jax.random.fold_in(rng, 1), n, state.num_classes, axis_name) if state.num_classes \
-      else None
   labels = labels if state.num_classes else None
+  fake_labels = _fake_labels(state, jax.random.fold_in(rng, 1), n, labels, loss, axis_name)
   fake, _ = generate(state, noise(rng, n, state.z_dim, axis_name), train=True, labels=fake_labels)
   fake = jax.lax.stop_gradient(fake)
-  real_in = _augment(jax.random.fold_in(rng, 2), real, augment, axis_name)
-  fake_in = _augment(jax.random.fold_in(rng, 3), fake, augment, axis_name)
+  real_in = _augment(state, jax.random.fold_in(rng, 2), real, augment, axis_name)
+  fake_in = _augment(state, jax.random.fold_in(rng, 3), fake, augment, axis_name)
 
   def loss_fn(d_params):
     real_logits, real_cls, stats = discriminate(state, d_params, state.d_stats, real_in, labels)
@@ -88,8 +104,9 @@ def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=Non
     if real_cls is not None:
       parts["d_acgan"] = (acgan_weight, losses.classification_loss(real_cls, labels)
                           + losses.classification_loss(fake_cls, fake_labels))
-    parts.update(_penalties(state, d_params, state.d_stats, real_in, fake_in, labels, jax.random.fold_in(rng, 4),
-                            axis_name, gp_weight=gp_weight, r1_gamma=r1_gamma, r1_every=r1_every))
+    parts.update(_penalties(state, d_params, state.d_stats, real_in, fake_in, labels, fake_labels,
+                            jax.random.fold_in(rng, 4), axis_name, gp_weight=gp_weight, r1_gamma=r1_gamma,
+                            r1_every=r1_every, r2_gamma=r2_gamma))
     for weight, value in parts.values():
       total = total + weight * value
     return total, (real_logits, fake_logits, stats, {k: v for k, (_, v) in parts.items()})
@@ -98,6 +115,8 @@ def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=Non
       state.d_params)
   grads = parallel.mean(grads, axis_name)
   updates, d_opt = state.d_tx.update(grads, state.d_opt, state.d_params)
+  if state.ada is not None:
+    extra["ada_sign"] = ada_lib.sign_statistic(real_logits, fake_logits, loss in losses.PAIRED)
   metrics = parallel.mean({"d_loss": loss_value, "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
                    "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)), **extra}, axis_name)
   metrics["d_grad_norm"] = optax.global_norm(grads)
@@ -105,18 +124,25 @@ def discriminator_step(state: GANState, real, rng, axis_name=None, *, labels=Non
 
 
 def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_saturating", axis_name=None, *,
-                   augment=(), acgan_weight: float = 1.0, ortho_weight: float = 0.0):
-  """Updates G (and its BatchNorm statistics) against the current D, which stays fixed."""
+                   augment=(), acgan_weight: float = 1.0, ortho_weight: float = 0.0, real=None, labels=None):
+  """Updates G (and its BatchNorm statistics) against the current D, which stays fixed.
+
+  The pairing loss (losses.PAIRED) also scores the real batch `real` (with its `labels`), as R3GAN does.
+  """
   z = noise(rng, batch_size, state.z_dim, axis_name)
-  fake_labels = random_labels(jax.random.fold_in(rng, 1), batch_size, state.num_classes, axis_name) \
-      if state.num_classes else None
+  labels = labels if state.num_classes else None
+  fake_labels = _fake_labels(state, jax.random.fold_in(rng, 1), batch_size, labels, loss, axis_name)
+  real_logits = None
+  if loss in losses.PAIRED:
+    real_in = _augment(state, jax.random.fold_in(rng, 3), real, augment, axis_name)
+    real_logits = discriminate(state, state.d_params, state.d_stats, real_in, labels)[0]
 
   def loss_fn(g_params):
     images, g_stats = generate(state, z, train=True, labels=fake_labels, params=g_params)
-    images = _augment(jax.random.fold_in(rng, 2), images, augment, axis_name)
+    images = _augment(state, jax.random.fold_in(rng, 2), images, augment, axis_name)
     # D scores with batch statistics, as in its own step; the statistics it would update are dropped.
     logits, class_logits, _ = discriminate(state, state.d_params, state.d_stats, images, fake_labels)
-    total = losses.generator_loss(logits, loss)
+    total = losses.generator_loss(logits, loss, real_logits)
     extra = {}
     if class_logits is not None:
       extra["g_acgan"] = losses.classification_loss(class_logits, fake_labels)
@@ -134,18 +160,20 @@ def generator_step(state: GANState, batch_size: int, rng, loss: str = "non_satur
 
 
 def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_name=None, d_steps: int = 1,
-               augment=(), gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_every: int = 1,
-               acgan_weight: float = 1.0, ortho_weight: float = 0.0, ema_decay: float = 0.0, ema_start: int = 0):
+               augment=(), gp_weight: float = 0.0, r1_gamma: float = 0.0, r1_every: int = 1, r2_gamma: float = 0.0,
+               acgan_weight: float = 1.0, ortho_weight: float = 0.0, ema_decay: float = 0.0, ema_start: int = 0,
+               ada_target: float = 0.6, ada_interval: int = 4, ada_kimg: float = 500.0):
   """`d_steps` discriminator updates, then one generator update against the updated discriminator.
 
   With d_steps > 1 every discriminator update sees the same real batch (the step consumes one
-  batch) with fresh generated images and fresh augmentations.
+  batch) with fresh generated images and fresh augmentations. With ADA on (state.ada), the
+  controller is updated from the last D update's sign statistic before the G update.
   """
   rng = jax.random.fold_in(state.rng, state.step)
   d_rng, g_rng = jax.random.split(rng)
   images = batch["image"]
   d_kw = dict(labels=batch.get("label"), loss=loss, augment=augment, gp_weight=gp_weight, r1_gamma=r1_gamma,
-              r1_every=r1_every, acgan_weight=acgan_weight)
+              r1_every=r1_every, r2_gamma=r2_gamma, acgan_weight=acgan_weight)
   if d_steps == 1:
     state, d_metrics = discriminator_step(state, images, d_rng, axis_name, **d_kw)
   else:
@@ -153,8 +181,14 @@ def train_step(state: GANState, batch, *, loss: str = "non_saturating", axis_nam
       return discriminator_step(s, images, jax.random.fold_in(d_rng, i), axis_name, **d_kw)
     state, all_metrics = jax.lax.scan(body, state, jnp.arange(d_steps))
     d_metrics = jax.tree.map(lambda m: m[-1], all_metrics)
+  if state.ada is not None:
+    global_batch = images.shape[0] * (jax.lax.psum(1, axis_name) if axis_name else 1)
+    state = state.replace(ada=ada_lib.update(state.ada, d_metrics["ada_sign"], global_batch, target=ada_target,
+                                             interval=ada_interval, kimg=ada_kimg))
+    d_metrics["ada_p"] = state.ada["p"]
   state, g_metrics = generator_step(state, images.shape[0], g_rng, loss, axis_name, augment=augment,
-                                    acgan_weight=acgan_weight, ortho_weight=ortho_weight)
+                                    acgan_weight=acgan_weight, ortho_weight=ortho_weight, real=images,
+                                    labels=batch.get("label"))
   metrics = {k: v for m in (d_metrics, g_metrics) for k, v in m.items()}
   state = state.replace(step=state.step + 1)
   if state.ema_params is not None and ema_decay > 0:
@@ -168,8 +202,10 @@ def step_options(config) -> dict:
   t, aug = config.train, config.get("augment", {})
   return dict(loss=t.loss, d_steps=t.get("d_steps", 1), augment=augment_lib.parse_policy(aug.get("policy", "")),
               gp_weight=t.get("gp_weight", 0.0), r1_gamma=t.get("r1_gamma", 0.0), r1_every=t.get("r1_every", 1),
-              acgan_weight=t.get("acgan_weight", 1.0), ortho_weight=t.get("ortho_weight", 0.0),
-              ema_decay=t.get("ema_decay", 0.0), ema_start=t.get("ema_start", 0))
+              r2_gamma=t.get("r2_gamma", 0.0), acgan_weight=t.get("acgan_weight", 1.0),
+              ortho_weight=t.get("ortho_weight", 0.0), ema_decay=t.get("ema_decay", 0.0),
+              ema_start=t.get("ema_start", 0), ada_target=aug.get("ada_target", 0.0),
+              ada_interval=aug.get("ada_interval", 4), ada_kimg=aug.get("ada_kimg", 500.0))
 
 
 def default_labels(n: int, num_classes: int):

@@ -29,7 +29,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
 def validate_beyond(config: ml_collections.ConfigDict):
   """Checks of the keys configs/sngan.py introduced (losses, regularisers, EMA, augmentation, subsets)."""
   t = config.train
-  for key in ("gp_weight", "r1_gamma", "acgan_weight", "ortho_weight"):
+  for key in ("gp_weight", "r1_gamma", "r2_gamma", "acgan_weight", "ortho_weight"):
     if t.get(key, 0.0) < 0:
       raise UserError(f"config.train.{key}={t[key]} must be >= 0")
   for key in ("d_steps", "r1_every"):
@@ -42,10 +42,26 @@ def validate_beyond(config: ml_collections.ConfigDict):
   fraction = config.data.get("fraction", 1.0)
   if not 0.0 < fraction <= 1.0:
     raise UserError(f"config.data.fraction={fraction} must be in (0, 1]")
+  aug = config.get("augment", {})
   try:
-    augment.parse_policy(config.get("augment", {}).get("policy", ""))
+    policy = augment.parse_policy(aug.get("policy", ""))
   except ValueError as e:
     raise UserError(f"config.augment.policy: {e}") from None
+  validate_ada(aug, policy)
+
+
+def validate_ada(aug, policy):
+  """ADA's keys: a target in [0, 1) (0: off), a positive interval and speed, and transforms to apply."""
+  target = aug.get("ada_target", 0.0)
+  if not 0.0 <= target < 1.0:
+    raise UserError(f"config.augment.ada_target={target} must be in [0, 1); 0 disables ADA (StyleGAN2-ADA: 0.6)")
+  if aug.get("ada_interval", 4) < 1:
+    raise UserError(f"config.augment.ada_interval={aug.ada_interval} must be a positive number of steps")
+  if aug.get("ada_kimg", 500.0) <= 0:
+    raise UserError(f"config.augment.ada_kimg={aug.ada_kimg} must be a positive number of thousands of images")
+  if target > 0 and not policy:
+    raise UserError(f"config.augment.ada_target={target} needs transforms to apply: set config.augment.policy, "
+                    "e.g. translation,cutout")
 
 
 def check_labels(config, source):

@@ -3,7 +3,8 @@
   /path/to/torch-venv/bin/python benchmarks/quality/torch_dcgan.py --images train.npz --budget_s 600 \
       --marks 100,200,300 --num_samples 10000 --out DIR
 
-Needs only torch and numpy (no JAX, nothing of the project), so any Python with torch runs it.
+Needs only torch and numpy (no JAX, nothing of the project), so any Python with torch runs it; its
+`networks` are also the twin benchmarks/speed/compare_pytorch.py times.
 pytorch/examples' dcgan/main.py setting at 32x32: G and D of 64 base features (the networks of
 benchmarks/speed/compare_pytorch.py: z=100 -> 4x4x256 -> transposed 4x4/2 convolutions with
 BatchNorm and ReLU -> tanh; D: 4x4/2 convolutions, BatchNorm after the first, LeakyReLU(0.2) ->

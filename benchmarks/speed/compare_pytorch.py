@@ -69,42 +69,15 @@ def torch_worker(args):
   import torch
   from torch import nn
 
+  from benchmarks.quality.torch_dcgan import networks  # the one PyTorch twin; imports torch
+
   torch.set_num_threads(args.threads)
   torch.manual_seed(0)
   torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
   model = {}
 
   def build(res, batch, f, device="cpu", compiled=0, dtype="float32", channels=3, z_dim=100):
-    n = {32: 3, 64: 4}[res]
-    width = f * 2 ** (n - 1)
-
-    class Generator(nn.Module):
-      def __init__(self):
-        super().__init__()
-        self.project = nn.Linear(z_dim, 16 * width, bias=False)
-        self.bn0 = nn.BatchNorm2d(width, momentum=0.1)
-        layers, w = [], width
-        for _ in range(1, n):
-          layers += [nn.ConvTranspose2d(w, w // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU(True)]
-          w //= 2
-        layers += [nn.ConvTranspose2d(w, channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.body = nn.Sequential(*layers)
-
-      def forward(self, z):
-        return self.body(torch.relu(self.bn0(self.project(z).view(-1, width, 4, 4))))
-
-    layers, w_in = [], channels
-    for i in range(n):
-      layers.append(nn.Conv2d(w_in, f * 2**i, 4, 2, 1, bias=False))
-      if i > 0:
-        layers.append(nn.BatchNorm2d(f * 2**i))
-      layers.append(nn.LeakyReLU(0.2, True))
-      w_in = f * 2**i
-    discriminator = nn.Sequential(*layers, nn.Flatten(), nn.Linear(16 * w_in, 1))
-    generator = Generator()
-    for m in list(generator.modules()) + list(discriminator.modules()):
-      if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
+    generator, discriminator = networks(channels, f, z_dim, res)
     generator, discriminator = generator.to(device), discriminator.to(device)
     g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))

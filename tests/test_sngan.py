@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import ROOT
-from helpers import assert_trees_equal, with_overrides
+from helpers import assert_trees_equal, labelled_batches, run_gan_steps, with_overrides
 from test_main import run_main
 
 from aigc_jax import models
@@ -89,26 +89,11 @@ def test_spectral_norm_state_converges_to_the_top_singular_value():
 
 
 def _batches(n, batch_size=16):
-  rng = np.random.default_rng(0)
-  return [{"image": rng.uniform(-1, 1, (batch_size, 32, 32, 1)).astype(np.float32),
-           "label": rng.integers(0, 10, batch_size).astype(np.int32)} for _ in range(n)]
+  return labelled_batches(n, batch_size)
 
 
 def _run(mode, batches):
-  config = smoke(**COND)
-  opts = steps.step_options(config)
-  if mode is None:
-    state = train.build_state(config)
-    step = jax.jit(lambda s, b: steps.train_step(s, b, **opts))
-    for b in batches:
-      state, metrics = step(state, b)
-    return jax.device_get(state.arrays), jax.device_get(metrics)
-  dp = parallel.DataParallel(mode)
-  dstate = dp.put_state(train.build_state(config, parallel.bn_axis_name(mode)))
-  step = dp.step(steps.train_step, **opts)
-  for b in batches:
-    dstate, metrics = step(dstate, dp.put_batch(b))
-  return dp.get_state(dstate.arrays), dp.get_metrics(metrics)
+  return run_gan_steps(smoke(**COND), mode, batches)
 
 
 @pytest.fixture(scope="module")

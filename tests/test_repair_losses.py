@@ -33,6 +33,18 @@ def test_pixel_loss_matches_its_definition():
       float(i2i_steps.pixel_loss(out, clean, zero, "l1", "image")), rel=1e-6)
 
 
+def test_past_the_range_at_the_targets_end_is_no_error_and_the_other_side_is():
+  """Users get outputs clipped to [-1, 1]: below -1 on a -1 target is exact after the clip (0 loss);
+  below -1 on a grey target is still an error with a gradient pushing it up."""
+  clean = jnp.array([-1.0, -1.0, 0.0, 1.0, 1.0]).reshape(1, 1, 5, 1)
+  out = jnp.array([-3.0, -0.5, -2.0, 4.0, 0.5]).reshape(1, 1, 5, 1)
+  known = jnp.zeros((1, 1, 5, 1))
+  expected = np.array([0.0, 0.5, 2.0, 0.0, 0.5]) ** 2
+  assert float(i2i_steps.pixel_loss(out, clean, known, "l2")) == pytest.approx(expected.mean())
+  grad = jax.grad(lambda o: i2i_steps.pixel_loss(o, clean, known, "l2"))(out).ravel()
+  np.testing.assert_allclose(grad, 2 * np.array([0.0, 0.5, -2.0, 0.0, -0.5]) / 5, rtol=1e-6)
+
+
 @pytest.mark.parametrize("kind,expected", [("l1", -1.0), ("l2", -0.5)])
 def test_l1_fills_an_uncertain_hole_with_the_median_and_l2_with_the_mean(kind, expected):
   """Three of four training images are background (-1) where the hole is, one a stroke (+1): L1's
@@ -52,6 +64,7 @@ def test_l1_fills_an_uncertain_hole_with_the_median_and_l2_with_the_mean(kind, e
 def _state_and_batch(kinds="center,pixels"):
   config = repair_configs.get_config("smoke")
   config.damage.kinds = kinds
+  config.model.fill = False  # the old tanh network: its outputs stay in [-1, 1], so pixel == l1 below
   state = i2i_train.build_state(config)
   return state, {"image": _images(3, n=8, size=32)}
 

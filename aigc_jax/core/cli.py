@@ -20,7 +20,7 @@ from aigc_jax.core.errors import UserError
 RENAMED_KEYS = {"model.upconv_impl": "conv_impl", "model.downconv_impl": "conv_impl"}
 # Flags a mode reads, copied off absl's FLAGS so modes take a plain object.
 ARGS = ("mode", "workdir", "num_samples", "output", "input", "mask", "degrade", "sample_seed", "checkpoint",
-        "samples", "overwrite", "labels", "classifier_workdir", "verbose")
+        "samples", "overwrite", "labels", "classifier_workdir", "verbose", "self_ensemble")
 
 
 class Args:

@@ -30,7 +30,7 @@ def bicubic(x, scale: int):
 
 
 class SRGenerator(nn.Module):
-  """[N, h, w, C] in [-1, 1] -> [N, h * scale, w * scale, C]."""
+  """[N, h, w, C] in [-1, 1] -> [N, h * scale, w * scale, C], not clipped to [-1, 1]."""
 
   scale: int = 2
   channels: int = 1
@@ -54,4 +54,4 @@ class SRGenerator(nn.Module):
       y = nn.relu(pixel_shuffle(conv(self.features * 4, f"up{i}")(y), 2))
     y = nn.Conv(self.channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=nn.initializers.zeros,
                 name="out")(y)
-    return jnp.clip(skip + y.astype(jnp.float32), -1.0, 1.0)
+    return skip + y.astype(jnp.float32)  # unclipped, as UNet(residual=True); apply_generator clips

@@ -1,12 +1,13 @@
 """--mode=enhance: super-resolution of a user's images, of any size, in overlapping tiles.
 
   python main.py --mode=enhance --config configs/enhance.py:mnist_x2 --workdir W --input IMG_OR_DIR \
-      --output OUT [--degrade]
+      --output OUT [--degrade] [--self_ensemble]
 
 Each image is upscaled by the network's factor. With --degrade the input is taken as the
 original: it is first area-downscaled by the factor (cropped to a multiple of it), so the strip
 can show low-res input, bicubic, network and original side by side. Without it the strip shows
-the input (nearest-neighbour enlarged), bicubic and the network.
+the input (nearest-neighbour enlarged), bicubic and the network. --self_ensemble averages the
+network over the 8 flips and quarter turns of each image (steps.self_ensemble; 8x the time).
 """
 
 
@@ -46,7 +47,8 @@ def upscale_tiled(fn, image, scale: int, tile: int = TILE, overlap: int = OVERLA
   return jnp.asarray(out)
 
 
-def run(config, workdir, input_path, output, overwrite: bool = False, degrade: bool = False):
+def run(config, workdir, input_path, output, overwrite: bool = False, degrade: bool = False,
+        ensemble: bool = False):
   """Upscales every input image; returns the output folder."""
   if config.task != "enhance":
     raise UserError(f"--mode=enhance needs a super-resolution config (configs/enhance.py); got task "
@@ -69,7 +71,7 @@ def run(config, workdir, input_path, output, overwrite: bool = False, degrade: b
       hh, ww = (im.shape[0] // scale) * scale, (im.shape[1] // scale) * scale
       original = x[:, :hh, :ww]
       x = damage.downscale(original, scale)
-    sr = upscale_tiled(fn, x, scale)
+    sr = steps.self_ensemble(lambda v: upscale_tiled(fn, v, scale), x) if ensemble else upscale_tiled(fn, x, scale)
     bicubic = srgan.bicubic(x, scale)
     nearest = jnp.repeat(jnp.repeat(x, scale, 1), scale, 2)
     columns = [images.to_uint8(v[0]) for v in (nearest, bicubic, sr)]

@@ -16,12 +16,14 @@ def _train(config, args) -> str:
 
 
 def _repair(config, args) -> str:
-  out = repair.run(config, args.workdir, args.input, args.mask, args.output, args.overwrite, args.sample_seed)
+  out = repair.run(config, args.workdir, args.input, args.mask, args.output, args.overwrite, args.sample_seed,
+                   args.self_ensemble)
   return f"wrote the repaired images and before/after strips (NAME_strip.png) to {out}"
 
 
 def _enhance(config, args) -> str:
-  out = enhance.run(config, args.workdir, args.input, args.output, args.overwrite, args.degrade)
+  out = enhance.run(config, args.workdir, args.input, args.output, args.overwrite, args.degrade,
+                    args.self_ensemble)
   return f"wrote the upscaled images and strips (NAME_strip.png) to {out}"
 
 

@@ -1,11 +1,12 @@
 """--mode=repair: fill holes in / denoise a user's images with a trained network or GAN inversion.
 
   python main.py --mode=repair --config configs/repair.py:mnist --workdir W --input IMG_OR_DIR \
-      --mask center|boxes|strokes|pixels|gaussian|salt_pepper|MASK.png --output OUT
+      --mask center|boxes|strokes|pixels|gaussian|salt_pepper|MASK.png --output OUT [--self_ensemble]
 
 A mask *kind* damages the given (clean) image synthetically, so the strip shows damaged, repaired
 and original. A mask *image* (white = pixels to fill) marks the holes of an already damaged image,
-so the strip shows damaged and repaired. Without --mask a denoising network cleans the image as
+so the strip shows damaged and repaired. --self_ensemble averages the network over the 8 flips and
+quarter turns of each image (steps.self_ensemble). Without --mask a denoising network cleans the image as
 it is. With a GAN config (configs/dcgan.py) the holes are filled by GAN inversion (tasks/gan/inpaint.py).
 Everything is read and checked before OUT is created; an existing OUT needs --overwrite.
 """
@@ -19,7 +20,8 @@ from aigc_jax.data import damage, inputs
 from aigc_jax.tasks.image2image import steps, train
 
 
-def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed: int = 0):
+def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed: int = 0,
+        ensemble: bool = False):
   """Repairs every input image with the network of `workdir`; returns the output folder."""
   if config.task != "repair":
     raise UserError(f"--mode=repair needs a repair config (configs/repair.py) or a GAN config; got task "
@@ -37,6 +39,10 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
   inputs.check_channels(items, config.data.channels, workdir)
   prepared = inputs.damage_inputs(items, mask, seed)
   _, state = train.load_state(workdir, config)
-  repaired = [steps.apply_generator(state, jnp.concatenate([d, m], -1))[0] for d, m, _ in prepared]
+  fn = lambda g_in: steps.apply_generator(state, g_in)
+  if ensemble:
+    fn = lambda g_in: steps.self_ensemble(lambda v: steps.apply_generator(state, v), g_in)
+  # Known pixels pasted back (again): exact after the ensemble's mean too.
+  repaired = [(m * d + (1.0 - m) * fn(jnp.concatenate([d, m], -1)))[0] for d, m, _ in prepared]
   images.save_results(out, overwrite, inputs.strips(items, prepared, repaired))
   return out

@@ -62,7 +62,11 @@ def degrade(state: I2IState, key, clean, axis_name=None):
 
 
 def restore(state: I2IState, g_params, g_in):
-  """The generator's output; for holes, known pixels are pasted back so they stay untouched."""
+  """The generator's output; for holes, known pixels are pasted back so they stay untouched.
+
+  Residual networks' outputs are not clipped here, so that the loss keeps a gradient for pixels
+  pushed past [-1, 1]; `apply_generator` (what users, strips and test metrics get) clips them.
+  """
   out = state.generator.apply({"params": g_params}, g_in)
   if state.task == "repair":
     c = out.shape[-1]
@@ -82,8 +86,16 @@ def pixel_loss(out, clean, known, kind: str = "l1", region: str = "image"):
   (known pixels, pasted back, add 0), `holes` over each image's pixels to fix (1 - known; noise and
   super-resolution have known = 0, so there the two are the same), then over the batch, so a small
   hole weighs as much as a large one.
+
+  `out` may lie past [-1, 1] (residual networks are clipped only for users); a pixel past the end
+  of the range at which its target sits counts as the clipped value, an error of 0.
   """
   err = out - clean
+  # Outputs are clipped to [-1, 1] for users (apply_generator), so a value past the end of the range
+  # where the target sits at that end (MNIST's background, -1) is no error at all: it counts 0,
+  # which lets the network make such pixels exact rather than only close. Past the range on the
+  # other side it still counts in full, keeping the gradient that pulls it back.
+  err = jnp.where(((clean <= -1.0) & (out < -1.0)) | ((clean >= 1.0) & (out > 1.0)), 0.0, err)
   per_pixel = {"l1": jnp.abs(err), "l2": err * err, "l1+l2": jnp.abs(err) + err * err}[kind]
   if region == "image":
     return jnp.mean(per_pixel)
@@ -109,7 +121,7 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
   g_in, cond, known = degrade(state, rng, clean, axis_name)
   d = state.discriminator
   use_d = bool(adv_weight)
-  fake = jax.lax.stop_gradient(restore(state, state.g_params, g_in))
+  fake = jax.lax.stop_gradient(jnp.clip(restore(state, state.g_params, g_in), -1.0, 1.0))
 
   def d_loss_fn(d_params):
     real_logits = d.apply({"params": d_params}, jnp.concatenate([cond, clean], -1))
@@ -125,9 +137,10 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
     d_loss, d_opt, d_params = jnp.zeros(()), state.d_opt, state.d_params
 
   def g_loss_fn(g_params):
-    out = restore(state, g_params, g_in)
+    raw = restore(state, g_params, g_in)  # unclipped: its pixel loss has a gradient everywhere
+    out = jnp.clip(raw, -1.0, 1.0)  # what D, the feature loss and the metrics see
     l1 = jnp.mean(jnp.abs(out - clean))
-    pix = pixel_loss(out, clean, known, pixel_loss_kind, pixel_region)
+    pix = pixel_loss(raw, clean, known, pixel_loss_kind, pixel_region)
     if use_d:
       adv = jnp.mean(jax.nn.softplus(-d.apply({"params": d_params}, jnp.concatenate([cond, out], -1))))
     else:
@@ -148,7 +161,24 @@ def train_step(state: I2IState, batch, *, l1_weight: float = 1.0, adv_weight: fl
   return state, metrics
 
 
+DIHEDRAL = tuple((turns, flip) for turns in range(4) for flip in (False, True))  # the 8 symmetries of a square
+
+
+def self_ensemble(fn, x):
+  """The x8 geometric self-ensemble (Lim et al. 2017, EDSR+): the mean of `fn` over the 8 flips and
+  quarter turns of `x` [N, H, W, C], each output turned back. `fn` must be fully convolutional (any
+  H, W; a turn swaps them); its output may be larger (super-resolution). For repair, paste the known
+  pixels back after the mean: it keeps them only up to rounding."""
+  total = None
+  for turns, flip in DIHEDRAL:
+    y = fn(jnp.rot90(x[:, :, ::-1] if flip else x, turns, axes=(1, 2)))
+    y = jnp.rot90(y, -turns, axes=(1, 2))
+    y = y[:, :, ::-1] if flip else y
+    total = y if total is None else total + y
+  return total / len(DIHEDRAL)
+
+
 @jax.jit
 def apply_generator(state: I2IState, g_in):
-  """Inference: the repaired / upscaled images for a prepared generator input."""
-  return restore(state, state.g_params, g_in)
+  """Inference: the repaired / upscaled images for a prepared generator input, in [-1, 1]."""
+  return jnp.clip(restore(state, state.g_params, g_in), -1.0, 1.0)

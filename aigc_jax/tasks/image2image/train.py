@@ -46,7 +46,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
   if t.adv_weight < 0:
     raise UserError(f"config.train.adv_weight={t.adv_weight} must be 0 (no discriminator) or positive")
   if config.task == "repair":
-    damage.parse_kinds(config.damage.kinds)
+    kinds = damage.parse_kinds(config.damage.kinds)
+    noise = [k for k in kinds if k in damage.NOISE_KINDS]
+    if config.model.get("fill", False) and noise:
+      raise UserError(f"config.model.fill=True fills holes, but damage.kinds has noise ({', '.join(noise)}); "
+                      "use hole kinds only (center, boxes, strokes, pixels) or model.fill=False")
   else:
     if config.model.scale not in srgan.SCALES:
       raise UserError(f"config.model.scale={config.model.scale} is not one of {srgan.SCALES}")
@@ -58,7 +62,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int):
 def create_models(config: ml_collections.ConfigDict):
   m, c = config.model, config.data.channels
   if config.task == "repair":
-    g = unet.UNet(out_channels=c, features=m.features, depth=m.depth, residual=m.get("residual", False))
+    g = unet.UNet(out_channels=c, features=m.features, depth=m.depth, residual=m.get("residual", False),
+                  fill=m.get("fill", False), fill_sweeps=m.get("fill_sweeps", 16),
+                  fill_biharmonic_sweeps=m.get("fill_biharmonic_sweeps", 8))
   else:
     g = srgan.SRGenerator(scale=m.scale, channels=c, features=m.features, blocks=m.blocks)
   return g, patchgan.PatchDiscriminator(features=m.d_features, layers=m.d_layers)

@@ -106,11 +106,13 @@ def test_rows_name_how_a_network_was_trained():
   from configs import repair
 
   config = repair.get_config("mnist")
-  assert applications.training_label(config) == f"{config.train.pixel_loss} loss"
+  assert applications.training_label(config, 2000, 366.0) == (
+      f"{config.train.pixel_loss} loss, on a smooth fill, 2000 steps in 6.1 min")
+  config.model.fill = False
   config.train.pixel_loss, config.train.adv_weight = "l1", 0.01
-  assert applications.training_label(config) == "l1 loss + GAN"
-  del config.train["pixel_loss"], config.train["adv_weight"]  # a config saved before the keys existed
-  assert applications.training_label(config) == "l1 loss + GAN"
+  assert applications.training_label(config, 600) == "l1 loss + GAN, 600 steps"  # reused: no time
+  del config.train["pixel_loss"], config.train["adv_weight"], config.model["fill"]  # saved before the keys
+  assert applications.training_label(config, 600) == "l1 loss + GAN, 600 steps"
 
 
 def test_denoisers_are_tuned_on_the_original_ten_training_photos():

@@ -98,6 +98,7 @@ def network_configs(args, out_dir: Path) -> dict:
       "sr2_photos": with_overrides(enhance.get_config("files_x2"), **photos),
   }
   configs["denoise_photos"].model.residual = True  # as configs/repair.py:mnist_denoise
+  configs["denoise_photos"].model.fill = False
   for name, steps in args.steps.items():
     configs[name].train.num_steps = steps
   return {name: configs[name] for name in args.networks}
@@ -163,20 +164,29 @@ class Accuracy:
     return float((cls_predict.predict_probabilities(self.state, u8).argmax(-1) == labels).mean())
 
 
-def network(workdir):
+def network(workdir, log=None):
+  """(state, generator function, label) of a trained image-to-image workdir; `log` is its entry in
+  results.json's "training", whose seconds (when this run trained it) go into the label."""
   from aigc_jax.tasks.image2image import steps as i2i_steps
   from aigc_jax.tasks.image2image import train as i2i_train
 
   config, state = i2i_train.load_state(workdir)
   print(f"{workdir}: checkpoint at step {int(state.step)}", flush=True)
-  return state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in)), training_label(config)
+  return (state, lambda g_in: i2i_steps.apply_generator(state, jnp.asarray(g_in)),
+          training_label(config, int(state.step), (log or {}).get("seconds")))
 
 
-def training_label(config) -> str:
-  """How a network was trained, for its rows: 'l2 loss' or 'l1 loss + GAN' (configs saved before
-  train.pixel_loss existed trained with L1)."""
+def training_label(config, steps: int, seconds=None) -> str:
+  """How a network was trained, for its rows: 'l2 loss, fill, 2000 steps in 6.1 min' or
+  'l1 loss + GAN, 600 steps' (configs saved before train.pixel_loss existed trained with L1)."""
   t = config.train
-  return f"{t.get('pixel_loss', 'l1')} loss" + (" + GAN" if t.get("adv_weight", 0.01) > 0 else "")
+  label = f"{t.get('pixel_loss', 'l1')} loss" + (" + GAN" if t.get("adv_weight", 0.01) > 0 else "")
+  if config.model.get("fill", False):
+    label += ", on a smooth fill"
+  label += f", {steps} steps"
+  if seconds is not None:
+    label += f" in {seconds / 60:.1f} min"
+  return label
 
 
 def parse_networks(text):
@@ -211,8 +221,8 @@ def run(argv=None):
                       "(from https://storage.googleapis.com/cvdf-datasets/mnist/ or any MNIST mirror)")
   p.add_argument("--out", required=True)
   p.add_argument("--num_images", type=int, default=2000, help="test images from the end of the 10,000")
-  p.add_argument("--inpaint_images", type=int, default=500, help="test images per mask kind for inpainting "
-                 "(GAN inversion is the slow method)")
+  p.add_argument("--inpaint_images", type=int, default=200, help="MNIST test images per mask kind for "
+                 "inpainting (GAN inversion is the slow method)")
   p.add_argument("--photo_inpaint_images", type=int, default=400, help="32x32 crops of the held-out photographs "
                  "per mask kind (an equal share from each)")
   p.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated subset of " + ", ".join(NETWORKS))
@@ -220,12 +230,12 @@ def run(argv=None):
     p.add_argument(f"--{name}_workdir", default="", help="an already trained network (default: train into OUT/)")
   p.add_argument("--train_steps", type=int, default=2000, help="repair, denoise, sr2, sr4, sr4_feature on MNIST")
   p.add_argument("--photo_steps", type=int, default=2000, help="the three networks on photo crops")
-  p.add_argument("--gan_steps", type=int, default=3000)
+  p.add_argument("--gan_steps", type=int, default=2000)
   p.add_argument("--classifier_steps", type=int, default=400)
   p.add_argument("--steps", default="", help="per-network step counts over the above, e.g. sr2=3000,repair=500")
   p.add_argument("--feature_weight", type=float, default=0.1, help="sr4_feature's train.feature_weight")
-  p.add_argument("--inversion_steps", type=int, default=200)
-  p.add_argument("--inversion_restarts", type=int, default=4)
+  p.add_argument("--inversion_steps", type=int, default=60)
+  p.add_argument("--inversion_restarts", type=int, default=1)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--tasks", default="inpainting,denoising,super-resolution", help="which sections to run")
   args = p.parse_args(argv)
@@ -261,6 +271,10 @@ def run(argv=None):
       trained[name] = train(name, configs[name], out_dir / name, training)
     return trained[name]
 
+  def trained_net(name):
+    """(workdir, its training log entry) for network()."""
+    return workdir(name), training.get(name)
+
   x_all, y_all = load_mnist(args.data)
   test_x, test_y = x_all[-args.num_images:], y_all[-args.num_images:]
   acc = Accuracy(workdir("classifier"))
@@ -278,14 +292,18 @@ def run(argv=None):
     print(json.dumps(r), flush=True)
 
   def save():
+    wall = time.time() - start
     report.write(out_dir, "applications", "Repair and enhancement beside the classical tools",
-                 {"rows": rows, "training": training}, table(rows),
-                 ["The networks trained into --out (or reused there) and their steps and seconds are in "
+                 {"rows": rows, "training": training, "wall_seconds": round(wall)}, table(rows),
+                 [f"Wall-clock time of this invocation so far: {wall / 60:.1f} min, of which training "
+                  f"{sum(t.get('seconds', 0) for t in training.values()) / 60:.1f} min "
+                  f"({sum(1 for t in training.values() if t.get('reused'))} network(s) reused from an earlier run). "
+                  "The networks trained into --out (or reused there) and their steps and seconds are in "
                   "results.json's \"training\"; examples_*.png show the first images of each section."])
 
   add("reference", "none", "clean images", len(test_x), {}, acc(test_x, test_y))
   if "inpainting" in tasks:
-    rep = network(workdir("repair")) if "repair" in configs else None
+    rep = network(*trained_net("repair")) if "repair" in configs else None
     gan = None
     if "gan" in configs:
       import ml_collections
@@ -298,30 +316,30 @@ def run(argv=None):
     n = args.inpaint_images
     inpainting(add, test_x[:n], test_y[:n], acc, rep, gan, args, out_dir, "", args.seed * 100)
     save()
-    rep = network(workdir("repair_photos")) if "repair_photos" in configs else None
+    rep = network(*trained_net("repair_photos")) if "repair_photos" in configs else None
     crops = to_unit(photo_crops.crops(photo_crops.TEST, args.photo_inpaint_images // len(photo_crops.TEST), 32,
                                       seed=args.seed + 1))
     inpainting(add, crops, None, acc, rep, None, args, out_dir, "photos_", args.seed * 100 + 50,
                dataset=f"skimage photos {photo_names}, 32x32 crops")
     save()
   if "denoising" in tasks:
-    den = network(workdir("denoise")) if "denoise" in configs else None
+    den = network(*trained_net("denoise")) if "denoise" in configs else None
     denoising(add, [test_x], test_y, acc, den, [x_all[:100]], out_dir, "", args.seed * 100 + 10)
     save()
-    den = network(workdir("denoise_photos")) if "denoise_photos" in configs else None
+    den = network(*trained_net("denoise_photos")) if "denoise_photos" in configs else None
     photos = [to_unit(photo_crops.grey(name))[None, ..., None] for name in photo_crops.TEST]
     tune = [to_unit(photo_crops.crops(photo_crops.TUNE, 2, 96, seed=args.seed + 2))]
     denoising(add, photos, None, acc, den, tune, out_dir, "photos_", args.seed * 100 + 60,
               dataset=f"skimage photos {photo_names}")
     save()
   if "super-resolution" in tasks:
-    nets = [(s, label, network(workdir(name))) for s, label, name in
+    nets = [(s, label, network(*trained_net(name))) for s, label, name in
             ((2, "", "sr2"), (4, "", "sr4"), (4, f" + classifier feature loss x{args.feature_weight}", "sr4_feature"))
             if name in configs]
     super_resolution(add, test_x, test_y, acc, nets, out_dir)
     save()
     if "sr2_photos" in configs:
-      photo_super_resolution(add, network(workdir("sr2_photos")), out_dir, f"skimage photos {photo_names}")
+      photo_super_resolution(add, network(*trained_net("sr2_photos")), out_dir, f"skimage photos {photo_names}")
       save()
   save()
   print()

@@ -3,7 +3,7 @@ beside the networks given, the scores and example strips, and the markdown table
 
 Images are float arrays [N, H, W, 1] in [-1, 1]; `add(task, damage, method, n, scores, accuracy,
 seconds, dataset=...)` receives each row; a network is (state, function of the generator input, how it
-was trained: 'l2 loss', 'l1 loss + GAN').
+was trained: 'l2 loss, 2000 steps in 6.1 min').
 """
 
 import time
@@ -15,6 +15,7 @@ import numpy as np
 from aigc_jax.core import images
 from aigc_jax.data import damage
 from aigc_jax.metrics import image_quality
+from aigc_jax.tasks.image2image.steps import self_ensemble
 from benchmarks.applications.photo_crops import TEST, grey
 
 MASKS = ("center", "boxes", "strokes", "pixels")
@@ -71,9 +72,12 @@ def inpainting(add, x, labels, acc, rep, gan, args, out_dir, tag, seed, *, datas
     bih = np.stack([inpaint_biharmonic((d[..., 0] + 1) / 2, m[..., 0] < 0.5) for d, m in zip(damaged, known)])
     results["skimage inpaint_biharmonic"] = (np.clip(bih, 0, 1)[..., None] * 2 - 1, time.time() - t)
     if rep is not None:
+      g_in = np.concatenate([damaged, known], -1)
       t = time.time()
-      results[f"U-Net repair (ours, {rep[2]}, {int(rep[0].step)} steps)"] = (
-          batched(rep[1], np.concatenate([damaged, known], -1)), time.time() - t)
+      results[f"U-Net repair (ours, {rep[2]})"] = (batched(rep[1], g_in), time.time() - t)
+      t = time.time()
+      ens = batched(lambda v: self_ensemble(rep[1], v), g_in)
+      results[f"U-Net repair (ours, {rep[2]}), x8 self-ensemble"] = (known * damaged + hole * ens, time.time() - t)
     if gan is not None:
       from aigc_jax.tasks.gan import inpaint
 
@@ -118,8 +122,12 @@ def denoising(add, clean_list, labels, acc, den, tune_clean, out_dir, tag, seed,
       results[method] = ([per_image(fn, n) for n in noisy], time.time() - t)
     if den is not None:
       t = time.time()
-      results[f"U-Net denoise (ours, {den[2]}, {int(den[0].step)} steps)"] = (
+      results[f"U-Net denoise (ours, {den[2]})"] = (
           [batched(den[1], np.concatenate([n, np.zeros_like(n[..., :1])], -1)) for n in noisy], time.time() - t)
+      t = time.time()
+      results[f"U-Net denoise (ours, {den[2]}), x8 self-ensemble"] = (
+          [batched(lambda v: self_ensemble(den[1], v), np.concatenate([n, np.zeros_like(n[..., :1])], -1))
+           for n in noisy], time.time() - t)
     n_images = sum(len(c) for c in clean_list)
     for method, (res, sec) in results.items():
       per = [scores(r, c) for r, c in zip(res, clean_list)]
@@ -148,7 +156,10 @@ def super_resolution(add, x, labels, acc, nets, out_dir):
     for s, label, (state, fn, how) in nets:
       if s == scale:
         t = time.time()
-        results[f"SRGAN-style network{label} (ours, {how}, {int(state.step)} steps)"] = (batched(fn, low), time.time() - t)
+        results[f"SRGAN-style network{label} (ours, {how})"] = (batched(fn, low), time.time() - t)
+        t = time.time()
+        results[f"SRGAN-style network{label} (ours, {how}), x8 self-ensemble"] = (
+            batched(lambda v: self_ensemble(fn, v), low), time.time() - t)
     for method, (res, sec) in results.items():
       add("super-resolution", f"x{scale} area downscale", method, len(x), scores(res, x, border=scale),
           acc(res, labels), sec)
@@ -164,26 +175,30 @@ def photo_super_resolution(add, net, out_dir, dataset):
 
   state, fn, how = net
   scale = state.scale
-  ours = f"SRGAN-style network (ours, {how}, {int(state.step)} steps), tiled"
-  per = {"bicubic (skimage resize, order 3)": [], ours: []}
-  sec = {k: 0.0 for k in per}
+  ours = f"SRGAN-style network (ours, {how}), tiled"
+  methods = {"bicubic (skimage resize, order 3)": None, ours: lambda v: enhance.upscale_tiled(fn, v, scale),
+             f"{ours}, x8 self-ensemble": lambda v: self_ensemble(lambda u: enhance.upscale_tiled(fn, u, scale), v)}
+  per = {k: [] for k in methods}
+  sec = {k: 0.0 for k in methods}
   shown = []
   for name in TEST:
     im = grey(name)
     im = im[:im.shape[0] // scale * scale, :im.shape[1] // scale * scale]
     clean = jnp.asarray(im, jnp.float32)[None, ..., None] / 127.5 - 1
     low = damage.downscale(clean, scale)
-    t = time.time()
-    bic = resize((np.asarray(low[0, ..., 0]) + 1) / 2, im.shape, order=3)
-    bic = jnp.asarray(np.clip(bic, 0, 1))[None, ..., None] * 2 - 1
-    sec["bicubic (skimage resize, order 3)"] += time.time() - t
-    t = time.time()
-    sr = enhance.upscale_tiled(fn, low, scale)
-    sec[ours] += time.time() - t
-    for method, res in zip(per, (bic, sr)):
+    outs = []
+    for method, run in methods.items():
+      t = time.time()
+      if run is None:
+        res = resize((np.asarray(low[0, ..., 0]) + 1) / 2, im.shape, order=3)
+        res = jnp.asarray(np.clip(res, 0, 1))[None, ..., None] * 2 - 1
+      else:
+        res = run(low)
+      sec[method] += time.time() - t
       per[method].append(scores(res, clean, border=scale))
+      outs.append(res)
     c = slice(im.shape[0] // 2 - 48, im.shape[0] // 2 + 48), slice(im.shape[1] // 2 - 48, im.shape[1] // 2 + 48)
-    shown.append([np.asarray(v)[:, c[0], c[1]] for v in (jnp.repeat(jnp.repeat(low, scale, 1), scale, 2), bic, sr,
+    shown.append([np.asarray(v)[:, c[0], c[1]] for v in (jnp.repeat(jnp.repeat(low, scale, 1), scale, 2), *outs[:2],
                                                          clean)])
   for method, rs in per.items():
     add("super-resolution", f"x{scale} area downscale", method, len(TEST), mean_scores(rs), None, sec[method],

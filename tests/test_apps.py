@@ -246,6 +246,23 @@ def test_repair_and_enhance_run_on_images_and_folders(trained, tmp_path):
   assert np.asarray(Image.open(out / "a.png")).shape == (42, 38)
 
 
+def test_workdirs_trained_before_a_preset_changed_still_repair(tmp_path):
+  """--mode=repair builds the network its workdir was trained as: a workdir from before model.fill
+  and the repair optimiser settings (its config.json lacks the keys) works with today's preset."""
+  old = repair_configs.get_config("smoke")
+  old.damage.kinds = "center"
+  for key in ("fill", "fill_sweeps", "fill_biharmonic_sweeps"):
+    del old.model[key]
+  old.optim.b1, old.optim.grad_clip = 0.5, 0.0
+  i2i_train.train_and_evaluate(old, str(tmp_path / "w"))
+  img = _png(tmp_path / "a.png", (32, 32))
+  out = repair.run(repair_configs.get_config("smoke"), str(tmp_path / "w"), str(img), "center", str(tmp_path / "r"))
+  assert np.asarray(Image.open(out / "a.png")).shape == (32, 32)
+  with pytest.raises(UserError, match="task 'repair', but --config is of task 'enhance'"):
+    enhance.run(enhance_configs.get_config("smoke"), str(tmp_path / "w"), str(img), str(tmp_path / "e"))
+  assert not (tmp_path / "e").exists()
+
+
 def test_self_ensemble_is_the_mean_over_the_eight_symmetries():
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 5, 7, 1))
   upscale = lambda v: jnp.repeat(jnp.repeat(jnp.tanh(v), 2, 1), 2, 2)  # commutes with flips and turns

@@ -54,6 +54,7 @@ def run(config, workdir, input_path, output, overwrite: bool = False, degrade: b
     raise UserError(f"--mode=enhance needs a super-resolution config (configs/enhance.py); got task "
                     f"'{config.task}'")
   out = images.results_folder(output, overwrite)
+  config, state = train.load_state(workdir, config)  # the network as trained, whatever the preset is now
   items = inputs.read_inputs(input_path)
   inputs.check_channels(items, config.data.channels, workdir)
   scale = config.model.scale
@@ -61,7 +62,6 @@ def run(config, workdir, input_path, output, overwrite: bool = False, degrade: b
     for name, im in items:
       if im.shape[0] < scale or im.shape[1] < scale:
         raise UserError(f"'{name}' is {im.shape[1]}x{im.shape[0]}, smaller than the factor {scale} of --degrade")
-  _, state = train.load_state(workdir, config)
   fn = jax.jit(lambda x: steps.apply_generator(state, x))
   results = []
   for name, im in items:

@@ -27,6 +27,7 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
     raise UserError(f"--mode=repair needs a repair config (configs/repair.py) or a GAN config; got task "
                     f"'{config.task}'")
   out = images.results_folder(output, overwrite)
+  config, state = train.load_state(workdir, config)  # the network as trained, whatever the preset is now
   items = inputs.read_inputs(input_path)
   kinds = damage.parse_kinds(config.damage.kinds)
   holes = any(k in damage.MASK_KINDS for k in kinds)
@@ -38,7 +39,6 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
     raise UserError(f"the network in {workdir} is a denoiser; a mask image needs a hole-filling network")
   inputs.check_channels(items, config.data.channels, workdir)
   prepared = inputs.damage_inputs(items, mask, seed)
-  _, state = train.load_state(workdir, config)
   fn = lambda g_in: steps.apply_generator(state, g_in)
   if ensemble:
     fn = lambda g_in: steps.self_ensemble(lambda v: steps.apply_generator(state, v), g_in)

@@ -96,11 +96,20 @@ def build_state(config: ml_collections.ConfigDict, bn_axis_name=None) -> I2IStat
 
 
 def load_state(workdir, config=None) -> tuple[ml_collections.ConfigDict, I2IState]:
-  """The config saved in `workdir` and its latest checkpointed state; a given `config` must match it."""
+  """The config saved in `workdir` and its latest checkpointed state, for inference.
+
+  The network is built from the saved config, not from a given `config` (the --config of
+  --mode=repair / enhance): a preset may have changed since the workdir was trained (model.fill,
+  optim.grad_clip), and the checkpoint holds the network it describes. A given `config` must be of
+  the same task.
+  """
   directory = files.path(workdir) / "checkpoints"
   hint = "train one first with python main.py --config configs/repair.py:mnist --workdir W"
-  if config is None:
-    config, _ = checkpoint.saved_config(directory, what=f"a repair or enhance network ({hint})")
+  given = config
+  config, _ = checkpoint.saved_config(directory, what=f"a repair or enhance network ({hint})")
+  if given is not None and given.get("task") != config.get("task"):
+    raise UserError(f"'{workdir}' holds a network of task '{config.get('task')}', but --config is of task "
+                    f"'{given.get('task')}'")
   if config.get("task") not in TASKS:
     raise UserError(f"'{workdir}' holds a '{config.get('task')}' run, not one of {TASKS}")
   state, _ = checkpoint.restore_latest(directory, build_state(config), config, defaults=RESUME_DEFAULTS, missing=hint)

@@ -42,7 +42,8 @@ flags.DEFINE_string("mask", None, "repair: a damage kind (center, boxes, strokes
                     "a mask image (white = fill); none: denoise the input as it is.")
 flags.DEFINE_bool("degrade", False, "enhance: downscale --input first and show the original in the strip.")
 flags.DEFINE_bool("self_ensemble", False, "repair/enhance with a network: average its outputs over the 8 flips and "
-                  "quarter turns of the input (8x the time; EDSR+'s geometric self-ensemble).")
+                  "quarter turns of the input (8x the time; EDSR+'s geometric self-ensemble; for images "
+                  "without an upright orientation, such as photographs, not digits).")
 flags.DEFINE_integer("sample_seed", 0, "sample/explore/repair: seed of the latent noise or synthetic damage.")
 flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "eval/probe: WORKDIR/checkpoints or WORKDIR/best.")
 flags.DEFINE_string("samples", None, "eval: an .npz of uint8 'images' to score instead of a checkpoint, or "

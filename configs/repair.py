@@ -1,8 +1,11 @@
 """Repair (inpainting + denoising) presets: `--config configs/repair.py:PRESET`, overridable as --config.a.b=v.
 
-mnist (default)  U-Net + PatchGAN on MNIST IDX files at --config.data.path (e.g. ../shared/data/mnist):
-                 trains on images [:8000] damaged on the fly with holes (centre box, random boxes,
-                 free-form strokes, random pixels), tests on [8000:].
+mnist (default)  U-Net on MNIST IDX files at --config.data.path (e.g. ../shared/data/mnist): trains on
+                 images [:8000] damaged on the fly with holes (centre box, random boxes, free-form
+                 strokes, random pixels), tests on [8000:]. It corrects a smooth classical fill of
+                 the holes (model.fill). Expected (2,000 steps, 7 minutes on 2 CPU cores; hole PSNR on
+                 [8000:8200], docs/results.md): centre 12.3, boxes 21.0, strokes 27.1, pixels 21.9 dB,
+                 against skimage's inpaint_biharmonic 7.5, 17.4, 22.6, 19.5.
 mnist_denoise    the same network family for Gaussian and salt-and-pepper noise, predicting a
                  correction to its input (model.residual).
 digits           scikit-learn's embedded digits (32x32), holes; trains offline.

@@ -9,9 +9,9 @@ transposed-convolution gradients (and jax.image.resize's gather, which compiles 
 For hole filling, `fill=True` takes [damaged, known] (the repair step's input: image channels, then
 the 1-channel mask with 1 = trusted), replaces the holes with `fill.smooth_fill`'s harmonic and
 biharmonic interpolation before the first layer, and predicts a correction to that fill
-(zero-initialised, so the untrained network returns the classical fill). The network then sees an image with plausible
-values everywhere instead of mid-grey holes, and its loss starts at a classical method's error, not
-at the error of grey.
+(zero-initialised, so the untrained network returns the classical fill). The network then sees an
+image with plausible values everywhere instead of mid-grey holes, and its loss starts at a classical
+method's error, not at the error of grey.
 """
 
 from typing import Any
@@ -68,7 +68,7 @@ class UNet(nn.Module):
       x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # exact: sizes were padded to multiples of 2**depth
       x = act(conv(f, f"up{i}")(x))
       x = act(conv(f, f"dec{i}")(jnp.concatenate([x, skip], -1)))
-    if self.residual or self.fill:  # starts as the identity (or the fill): nothing to learn before improving on it
+    if self.residual or self.fill:  # starts as the identity (or the fill), not from noise
       x = nn.Conv(self.out_channels, (3, 3), padding="SAME", dtype=self.dtype, kernel_init=nn.initializers.zeros,
                   name="out")(x)
       # Not clipped: a clip here has zero gradient outside [-1, 1], and a network pushed past it there

@@ -6,8 +6,8 @@
 A mask *kind* damages the given (clean) image synthetically, so the strip shows damaged, repaired
 and original. A mask *image* (white = pixels to fill) marks the holes of an already damaged image,
 so the strip shows damaged and repaired. --self_ensemble averages the network over the 8 flips and
-quarter turns of each image (steps.self_ensemble). Without --mask a denoising network cleans the image as
-it is. With a GAN config (configs/dcgan.py) the holes are filled by GAN inversion (tasks/gan/inpaint.py).
+quarter turns of each image (steps.self_ensemble). Without --mask a denoising network cleans the
+image as it is. With a GAN config (configs/dcgan.py) the holes are filled by GAN inversion (tasks/gan/inpaint.py).
 Everything is read and checked before OUT is created; an existing OUT needs --overwrite.
 """
 
@@ -39,9 +39,8 @@ def run(config, workdir, input_path, mask, output, overwrite: bool = False, seed
     raise UserError(f"the network in {workdir} is a denoiser; a mask image needs a hole-filling network")
   inputs.check_channels(items, config.data.channels, workdir)
   prepared = inputs.damage_inputs(items, mask, seed)
-  fn = lambda g_in: steps.apply_generator(state, g_in)
-  if ensemble:
-    fn = lambda g_in: steps.self_ensemble(lambda v: steps.apply_generator(state, v), g_in)
+  apply = lambda g_in: steps.apply_generator(state, g_in)
+  fn = (lambda g_in: steps.self_ensemble(apply, g_in)) if ensemble else apply
   # Known pixels pasted back (again): exact after the ensemble's mean too.
   repaired = [(m * d + (1.0 - m) * fn(jnp.concatenate([d, m], -1)))[0] for d, m, _ in prepared]
   images.save_results(out, overwrite, inputs.strips(items, prepared, repaired))

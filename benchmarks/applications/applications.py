@@ -177,7 +177,7 @@ def network(workdir, log=None):
 
 
 def training_label(config, steps: int, seconds=None) -> str:
-  """How a network was trained, for its rows: 'l2 loss, fill, 2000 steps in 6.1 min' or
+  """How a network was trained, for its rows: 'l2 loss, on a smooth fill, 2000 steps in 6.1 min' or
   'l1 loss + GAN, 600 steps' (configs saved before train.pixel_loss existed trained with L1)."""
   t = config.train
   label = f"{t.get('pixel_loss', 'l1')} loss" + (" + GAN" if t.get("adv_weight", 0.01) > 0 else "")

@@ -41,6 +41,10 @@ def test_network_configs_are_the_presets_sized_by_the_flags(tmp_path):
   assert configs["gan"].data.split == "train[:8000]"
   only = applications.network_configs(_args(networks=["sr2"]), tmp_path)
   assert list(only) == ["sr2"]
+  defaults = _args(train_steps=None, photo_steps=None, gan_steps=None, classifier_steps=None, steps={"gan": 8})
+  configs = applications.network_configs(defaults, tmp_path)
+  assert {n: c.train.num_steps for n, c in configs.items()} == {**applications.STEPS, "gan": 8}
+  assert configs["gan"].train.sample_every == 2
 
 
 def test_bad_network_names_and_steps_are_one_line_errors():

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, SHARED_MNIST
 
 from aigc_jax.tasks.image2image import train as i2i_train
-from benchmarks.applications import applications, photo_crops
+from benchmarks.applications import applications, photo_crops, text_pages
 from configs import enhance as enhance_configs
 
 
@@ -74,8 +74,30 @@ def test_photo_crops_are_deterministic_and_train_and_test_photos_disjoint(tmp_pa
   a = photo_crops.crops(photo_crops.TEST, 3, 32, seed=1)
   assert a.shape == (12, 32, 32, 1) and a.dtype == np.uint8
   np.testing.assert_array_equal(a, photo_crops.crops(photo_crops.TEST, 3, 32, seed=1))
-  assert photo_crops.write(tmp_path / "c.npz", size=16, per_photo=2) == 2 * len(photo_crops.TRAIN)
-  assert np.load(tmp_path / "c.npz")["images"].shape == (2 * len(photo_crops.TRAIN), 16, 16, 1)
+  assert photo_crops.write(tmp_path / "c.npz", size=16, per_photo=16, text_pages=3) == 16 * len(photo_crops.TRAIN) + 6
+  assert np.load(tmp_path / "c.npz")["images"].shape == (16 * len(photo_crops.TRAIN) + 6, 16, 16, 1)
+  assert photo_crops.write(tmp_path / "d.npz", size=16, per_photo=2, text_pages=0) == 2 * len(photo_crops.TRAIN)
+
+
+def test_text_pages_are_dark_print_on_light_paper_and_deterministic():
+  a, b = text_pages.pages(2, size=64, seed=4)
+  np.testing.assert_array_equal(a, text_pages.pages(1, size=64, seed=4)[0])
+  assert a.shape == (64, 64) and a.dtype == np.uint8 and not np.array_equal(a, b)
+  for p in (a, b):  # mostly paper, with some ink
+    assert np.median(p) > 100 and p.min() < np.median(p) - 60
+
+
+def test_photos_are_used_at_their_native_resolution():
+  small = np.random.default_rng(0).integers(0, 256, (6, 10)).astype(np.uint8)
+  np.testing.assert_array_equal(photo_crops.native(small), small)
+  np.testing.assert_array_equal(photo_crops.native(np.kron(small, np.ones((2, 2), np.uint8))), small)
+  np.testing.assert_array_equal(photo_crops.native(np.kron(small, np.ones((4, 4), np.uint8))), small)
+  almost = np.kron(small, np.ones((2, 2), np.uint8))
+  almost[3, 5] ^= 1  # one pixel differs from its block: not a repeated picture
+  np.testing.assert_array_equal(photo_crops.native(almost), almost)
+  # scikit-image's moon is a 256x256 photo with every pixel repeated 2x2; the others are native.
+  assert photo_crops.grey("moon").shape == (256, 256)
+  assert photo_crops.grey("camera").shape == (512, 512)
 
 
 def test_augmented_crops_are_flips_and_turns_of_the_same_crops():

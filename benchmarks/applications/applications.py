@@ -19,7 +19,8 @@ baselines always run); the step flags size them.
   gan             configs/dcgan.py:files on MNIST [:8000]      GAN inversion inpainting (inpaint.py)
   repair_photos, denoise_photos, sr2_photos
                   configs/repair.py:files, enhance.py:files_x2 on 32x32 grey crops of 14 scikit-image
-                  photographs, flipped and turned (photo_crops.py TRAIN), measured on 4 others (TEST)
+                  photographs (photo_crops.py TRAIN) and of 16 rendered pages of text (text_pages.py),
+                  flipped and turned, measured on 4 other photographs (TEST)
 
 Measures, on MNIST images [8000:] (the networks train on [:8000]) and the held-out photographs:
   inpainting     U-Net repair network, GAN inversion, skimage inpaint_biharmonic, mean fill;

@@ -128,6 +128,18 @@ def test_baselines_only_run_writes_results_and_table(tmp_path):
   assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_x2.png", "examples_sr_x4.png"]
 
 
+def test_photo_crops_of_other_text_pages_are_an_error_before_any_write(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  photo_crops.write(out / "photo_crops.npz", size=16, per_photo=1, text_pages=0)
+  assert photo_crops.text_pages_in(out / "photo_crops.npz") == 0
+  before = sorted(p.name for p in out.iterdir())
+  with pytest.raises(SystemExit, match=r"error: .*photo_crops.npz holds crops of 0 text pages, not --text_pages 16; "
+                                       r"use another --out"):
+    applications.run(["--data", str(SHARED_MNIST), "--out", str(out), "--networks", "sr2_photos"])
+  assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_rows_name_how_a_network_was_trained():
   from configs import repair
 

@@ -245,6 +245,8 @@ def run(argv=None):
   for flag, names in STEP_FLAGS.items():
     default = ", ".join(f"{n} {STEPS[n]}" for n in names)
     p.add_argument(f"--{flag}", type=int, default=None, help=f"steps for {', '.join(names)} (default: {default})")
+  p.add_argument("--text_pages", type=int, default=photo_crops.TEXT_PAGES, help="rendered pages of text whose "
+                 "crops join the photo networks' training crops (photo_crops.py)")
   p.add_argument("--steps", default="", help="per-network step counts over the above, e.g. sr2=3000,repair=500")
   p.add_argument("--feature_weight", type=float, default=0.1, help="sr4_feature's train.feature_weight")
   p.add_argument("--inversion_steps", type=int, default=60)
@@ -261,14 +263,18 @@ def run(argv=None):
   args.steps = parse_steps(args.steps)
   start = time.time()
   out_dir = Path(args.out)
+  crops_file = out_dir / "photo_crops.npz"
+  train_photos = any(n.endswith("_photos") and not getattr(args, f"{n}_workdir") for n in args.networks)
+  if train_photos and crops_file.exists() and photo_crops.text_pages_in(crops_file) != args.text_pages:
+    raise SystemExit(f"error: {crops_file} holds crops of {photo_crops.text_pages_in(crops_file)} text pages, not "
+                     f"--text_pages {args.text_pages}; use another --out (its networks trained on that file)")
   out_dir.mkdir(parents=True, exist_ok=True)
   from aigc_jax.core import compilation
 
   compilation.enable()
 
-  if any(n.endswith("_photos") and not getattr(args, f"{n}_workdir") for n in args.networks):
-    if not (out_dir / "photo_crops.npz").exists():
-      photo_crops.write(out_dir / "photo_crops.npz")
+  if train_photos and not crops_file.exists():
+    photo_crops.write(crops_file, text_pages=args.text_pages)
   configs = network_configs(args, out_dir)
   training, trained = {}, {}
 

@@ -78,8 +78,14 @@ def write(path, size: int = 32, per_photo: int = 1000, seed: int = 0, text_pages
     pages = text_pages_module.pages(text_pages, seed=seed)
     images = np.concatenate([images, crops((), max(per_photo // 8, 1), size, seed + 1, augment=True,
                                            pictures=pages)])
-  np.savez(path, images=images, labels=np.full(len(images), -1, np.int32))
+  np.savez(path, images=images, labels=np.full(len(images), -1, np.int32), text_pages=np.int32(text_pages))
   return len(images)
+
+
+def text_pages_in(path) -> int:
+  """How many rendered text pages `write` cropped into `path` (0 for files from before it could)."""
+  with np.load(path) as f:
+    return int(f["text_pages"]) if "text_pages" in f else 0
 
 
 def main():

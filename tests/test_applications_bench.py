@@ -118,14 +118,21 @@ def test_baselines_only_run_writes_results_and_table(tmp_path):
   assert r.returncode == 0, r.stderr[-2000:]
   saved = json.loads((out / "results.json").read_text())
   assert saved["benchmark"] == "applications" and saved["training"] == {}
-  assert [(row["task"], row.get("damage")) for row in saved["rows"]] == [
-      ("reference", "none"), ("super-resolution", "x2 area downscale"), ("super-resolution", "x4 area downscale")]
-  assert all(row["n"] == 8 and row["dataset"] == "mnist[9992:]" for row in saved["rows"])
+  assert [(row["task"], row.get("damage"), row["dataset"]) for row in saved["rows"]] == [
+      ("reference", "none", "mnist[9992:]"), ("super-resolution", "x2 area downscale", "mnist[9992:]"),
+      ("super-resolution", "x4 area downscale", "mnist[9992:]"),
+      ("super-resolution", "x2 area downscale", "skimage photos camera+coins+moon+page")]
+  assert [row["n"] for row in saved["rows"]] == [8, 8, 8, 4]
+  photo = saved["rows"][-1]
+  assert list(photo["psnr_per_image"]) == ["camera", "coins", "moon", "page"]
+  assert np.isclose(np.mean(list(photo["psnr_per_image"].values())), photo["psnr"])
   md = (out / "results.md").read_text()
   assert f"`{saved['command']}`" in md and saved["command"].endswith("--networks= --tasks super-resolution "
                                                                      "--num_images 8")
-  assert sum(line.startswith("| super-resolution | ") for line in md.splitlines()) == 2
-  assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_x2.png", "examples_sr_x4.png"]
+  assert sum(line.startswith("| super-resolution | ") for line in md.splitlines()) == 4  # 3 rows + 1 per photo
+  assert "| task | damage | method | camera | coins | moon | page |" in md
+  assert sorted(p.name for p in out.glob("*.png")) == ["examples_sr_photos.png", "examples_sr_x2.png",
+                                                       "examples_sr_x4.png"]
 
 
 def test_photo_crops_of_other_text_pages_are_an_error_before_any_write(tmp_path):

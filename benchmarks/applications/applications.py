@@ -53,6 +53,7 @@ from benchmarks.applications import photo_crops
 from benchmarks.applications.measure import (
   denoising,
   inpainting,
+  per_image_table,
   photo_super_resolution,
   super_resolution,
   table,
@@ -318,7 +319,9 @@ def run(argv=None):
                   f"{sum(t.get('seconds', 0) for t in training.values()) / 60:.1f} min "
                   f"({sum(1 for t in training.values() if t.get('reused'))} network(s) reused from an earlier run). "
                   "The networks trained into --out (or reused there) and their steps and seconds are in "
-                  "results.json's \"training\"; examples_*.png show the first images of each section."])
+                  "results.json's \"training\"; examples_*.png show the first images of each section.",
+                  *(["PSNR dB of each photograph (a row's mean is the table's):", per_image_table(rows)]
+                    if per_image_table(rows) else [])])
 
   add("reference", "none", "clean images", len(test_x), {}, acc(test_x, test_y))
   if "inpainting" in tasks:
@@ -349,7 +352,7 @@ def run(argv=None):
     photos = [to_unit(photo_crops.grey(name))[None, ..., None] for name in photo_crops.TEST]
     tune = [to_unit(photo_crops.crops(photo_crops.TUNE, 2, 96, seed=args.seed + 2))]
     denoising(add, photos, None, acc, den, tune, out_dir, "photos_", args.seed * 100 + 60,
-              dataset=f"skimage photos {photo_names}")
+              dataset=f"skimage photos {photo_names}", names=photo_crops.TEST)
     save()
   if "super-resolution" in tasks:
     nets = [(s, label, network(*trained_net(name))) for s, label, name in
@@ -357,12 +360,14 @@ def run(argv=None):
             if name in configs]
     super_resolution(add, test_x, test_y, acc, nets, out_dir)
     save()
-    if "sr2_photos" in configs:
-      photo_super_resolution(add, network(*trained_net("sr2_photos")), out_dir, f"skimage photos {photo_names}")
-      save()
+    photo_net = network(*trained_net("sr2_photos")) if "sr2_photos" in configs else None
+    photo_super_resolution(add, photo_net, out_dir, f"skimage photos {photo_names}")
+    save()
   save()
   print()
   print(table(rows))
+  print()
+  print(per_image_table(rows))
   print(f"\n{len(rows)} rows in {time.time() - start:.0f} s; training: {json.dumps(training)}")
 
 

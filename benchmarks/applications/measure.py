@@ -33,8 +33,12 @@ def scores(out, clean, region=None, border=0):
   return row
 
 
-def mean_scores(per_image_rows):
-  return {k: float(np.mean([r[k] for r in per_image_rows])) for k in per_image_rows[0]}
+def mean_scores(per_image_rows, names=None):
+  """The mean of each score; with `names` (one per image), also each image's PSNR as "psnr_per_image"."""
+  row = {k: float(np.mean([r[k] for r in per_image_rows])) for k in per_image_rows[0]}
+  if names is not None:
+    row["psnr_per_image"] = {name: r["psnr"] for name, r in zip(names, per_image_rows, strict=True)}
+  return row
 
 
 def batched(fn, *arrays, batch=500):
@@ -108,8 +112,11 @@ def tuned_denoisers(tune_clean, tune_noisy):
   return {f"skimage denoise_tv_chambolle (weight {tv_w})": tv, f"skimage denoise_nl_means (h {nlm_h})": nlm}
 
 
-def denoising(add, clean_list, labels, acc, den, tune_clean, out_dir, tag, seed, *, dataset=None):
-  """Each noise kind on every image of `clean_list` (arrays [n, H, W, 1]; sizes may differ between arrays)."""
+def denoising(add, clean_list, labels, acc, den, tune_clean, out_dir, tag, seed, *, dataset=None, names=None):
+  """Each noise kind on every image of `clean_list` (arrays [n, H, W, 1]; sizes may differ between arrays).
+
+  `names`: one per array of single images (the photographs), to report each one's PSNR.
+  """
   for k, kind in enumerate(NOISES):
     key = jax.random.PRNGKey(seed + k)
     noisy = [np.asarray(damage.damage_batch(jax.random.fold_in(key, i), jnp.asarray(c), (kind,))[0])
@@ -131,7 +138,7 @@ def denoising(add, clean_list, labels, acc, den, tune_clean, out_dir, tag, seed,
     n_images = sum(len(c) for c in clean_list)
     for method, (res, sec) in results.items():
       per = [scores(r, c) for r, c in zip(res, clean_list)]
-      row = per[0] if len(per) == 1 else mean_scores(per)
+      row = per[0] if len(per) == 1 else mean_scores(per, names)
       add("denoising", kind, method, n_images, row, acc(res[0], labels) if len(res) == 1 else None, sec,
           dataset=dataset)
     if len(clean_list) == 1:
@@ -168,16 +175,19 @@ def super_resolution(add, x, labels, acc, nets, out_dir):
 
 
 def photo_super_resolution(add, net, out_dir, dataset):
-  """x2 of the whole held-out photographs, tiled, vs bicubic."""
+  """x2 of the whole held-out photographs, tiled, vs bicubic (alone when `net` is None)."""
   from skimage.transform import resize
 
   from aigc_jax.tasks.image2image import enhance
 
-  state, fn, how = net
-  scale = state.scale
-  ours = f"SRGAN-style network (ours, {how}), tiled"
-  methods = {"bicubic (skimage resize, order 3)": None, ours: lambda v: enhance.upscale_tiled(fn, v, scale),
-             f"{ours}, x8 self-ensemble": lambda v: self_ensemble(lambda u: enhance.upscale_tiled(fn, u, scale), v)}
+  methods = {"bicubic (skimage resize, order 3)": None}
+  scale = 2
+  if net is not None:
+    state, fn, how = net
+    scale = state.scale
+    ours = f"SRGAN-style network (ours, {how}), tiled"
+    methods[ours] = lambda v: enhance.upscale_tiled(fn, v, scale)
+    methods[f"{ours}, x8 self-ensemble"] = lambda v: self_ensemble(lambda u: enhance.upscale_tiled(fn, u, scale), v)
   per = {k: [] for k in methods}
   sec = {k: 0.0 for k in methods}
   shown = []
@@ -201,7 +211,7 @@ def photo_super_resolution(add, net, out_dir, dataset):
     shown.append([np.asarray(v)[:, c[0], c[1]] for v in (jnp.repeat(jnp.repeat(low, scale, 1), scale, 2), *outs[:2],
                                                          clean)])
   for method, rs in per.items():
-    add("super-resolution", f"x{scale} area downscale", method, len(TEST), mean_scores(rs), None, sec[method],
+    add("super-resolution", f"x{scale} area downscale", method, len(TEST), mean_scores(rs, TEST), None, sec[method],
         dataset=dataset)
   grid = images.grid(np.concatenate([images.to_uint8(np.concatenate(col)) for col in zip(*shown)]), ncols=len(TEST))
   images.save_png(out_dir / "examples_sr_photos.png", grid)
@@ -219,4 +229,17 @@ def table(rows):
       cells.append(f"{v:.2f}" if c.startswith("psnr") and v != "" else f"{v:.1f}" if c == "seconds" and v != ""
                    else f"{v:.3f}" if isinstance(v, float) else str(v))
     lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def per_image_table(rows):
+  """PSNR of each photograph for the rows that measured whole photographs ('' when there are none)."""
+  rows = [r for r in rows if "psnr_per_image" in r]
+  if not rows:
+    return ""
+  names = list(rows[0]["psnr_per_image"])
+  lines = ["| task | damage | method | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(names))]
+  for r in rows:
+    lines.append(f"| {r['task']} | {r['damage']} | {r['method']} | "
+                 + " | ".join(f"{r['psnr_per_image'][n]:.2f}" for n in names) + " |")
   return "\n".join(lines)
